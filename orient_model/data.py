@@ -1,0 +1,57 @@
+"""Datasets over the training copies, and the label-preserving augmentation."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from orient_model import orientation
+
+# A horizontal mirror turns "content turned 90 ccw" into "content turned 90 cw" (= 270 ccw).
+HFLIP_LABEL = {0: 0, 1: 3, 2: 2, 3: 1}
+
+
+def to_tensor(img: Image.Image, mean, std) -> torch.Tensor:
+    t = v2.functional.pil_to_tensor(img).float().div_(255.0)
+    return v2.functional.normalize(t, list(mean), list(std))
+
+
+class CopiesDataset(Dataset):
+    """``DATA_DIR/<split>/<000|090|180|270>/*.jpg`` with labels 0..3 (class index = angle / 90)."""
+
+    def __init__(self, data_dir: Path, split: str, input_size: int, mean, std, train: bool):
+        root = Path(data_dir) / split
+        self.samples: list[tuple[Path, int]] = []
+        for label, name in enumerate(orientation.CLASS_NAMES):
+            self.samples += [(p, label) for p in sorted((root / name).glob("*.jpg"))]
+        self.input_size, self.mean, self.std, self.train = input_size, mean, std, train
+        self.augment = v2.Compose(
+            [
+                v2.RandomResizedCrop(input_size, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
+                v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03),
+                v2.RandomGrayscale(p=0.1),
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def labels(self) -> list[int]:
+        return [label for _, label in self.samples]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        with Image.open(path) as f:
+            img = f.convert("RGB")
+        if self.train:
+            img = self.augment(img)
+            if random.random() < 0.5:
+                img, label = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), HFLIP_LABEL[label]
+        elif img.size != (self.input_size, self.input_size):
+            img = img.resize((self.input_size, self.input_size), Image.Resampling.BICUBIC)
+        return to_tensor(img, self.mean, self.std), label

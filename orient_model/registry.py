@@ -1,0 +1,168 @@
+"""The model registry: one version folder per trained model, a plain checkpoint and a card.
+
+``MODELS_DIR/<version>/model.pt`` holds only plain types (loads with ``weights_only=True``);
+``card.json`` says what the model is, what it was trained on and how well it does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import platform
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from orient_model.atomic import atomic_write_bytes
+from orient_model.config import TrainConfig
+from orient_model.errors import OrientError
+from orient_model.models import ARCHS, NUM_CLASSES, build_model
+
+CHECKPOINT_FORMAT = "orient-model/1"
+DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
+# Settings that change where or how fast training runs, not what it learns.
+_NOT_IN_KEY = {"device", "workers", "amp", "channels_last"}
+
+
+class ModelLoadError(OrientError):
+    """A model that cannot be loaded; the message says which file and why."""
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    arch: str
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    temperature: float
+    version: str
+    card: dict
+
+
+def training_key(manifest_sha256: str, cfg: TrainConfig) -> str:
+    """Identity of a training run: same manifest and same learning settings -> same model."""
+    settings = {k: v for k, v in cfg.model_dump().items() if k not in _NOT_IN_KEY}
+    blob = json.dumps({"manifest": manifest_sha256, "config": settings}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    names = ["orient", "torch", "torchvision", "timm", "pillow", "numpy", "prefect"]
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def find_trained(models_dir: Path, key: str) -> Path | None:
+    """The newest version folder whose card carries this training key."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return None
+    for folder in sorted(models_dir.iterdir(), reverse=True):
+        card = folder / "card.json"
+        if card.is_file() and (folder / "model.pt").is_file():
+            try:
+                if json.loads(card.read_text()).get("training_key") == key:
+                    return folder
+            except json.JSONDecodeError:
+                continue
+    return None
+
+
+def save_model(
+    models_dir: Path, model: nn.Module, arch: str, input_size: int, temperature: float, card: dict,
+    half: bool = False,
+) -> Path:
+    """Write a new version folder (checkpoint first, card last: a card means a complete model)."""
+    spec = ARCHS[arch]
+    version = time.strftime("%Y%m%d-%H%M%S") + "-" + card.get("training_key", "manual")[:8]
+    folder = Path(models_dir) / version
+    folder.mkdir(parents=True, exist_ok=False)
+    state = {k: (v.half() if half and v.is_floating_point() else v).clone() for k, v in model.state_dict().items()}
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "arch": arch,
+        "num_classes": NUM_CLASSES,
+        "input_size": input_size,
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        "classes": [0, 90, 180, 270],
+        "temperature": float(temperature),
+        "state_dict": state,
+    }
+    buf = io.BytesIO()
+    torch.save(checkpoint, buf)
+    atomic_write_bytes(folder / "model.pt", buf.getvalue())
+    full_card = {
+        "version": version,
+        "architecture": arch,
+        "input_size": input_size,
+        "normalization": {"mean": list(spec.mean), "std": list(spec.std)},
+        "classes": {"0": "upright", "90": "needs 90 deg clockwise", "180": "upside down",
+                    "270": "needs 270 deg clockwise"},
+        "temperature": float(temperature),
+        "package_versions": package_versions(),
+        **card,
+    }
+    atomic_write_bytes(folder / "card.json", json.dumps(full_card, indent=2).encode())
+    return folder
+
+
+def read_checkpoint(path: Path) -> dict:
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelLoadError(f"model file not found: {path}") from None
+    except Exception as exc:  # noqa: BLE001 - truncated zip, bad pickle, ...: all mean "corrupt"
+        raise ModelLoadError(f"corrupt or unreadable checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ModelLoadError(f"{path} is not an orient model checkpoint (expected format {CHECKPOINT_FORMAT})")
+    return checkpoint
+
+
+def resolve_model_path(ref: str | Path, models_dir: Path | None = None) -> Path:
+    """'default', a version folder, a model.pt file, or a version name inside ``models_dir``."""
+    if str(ref) == "default":
+        return DEFAULT_MODEL_DIR / "model.pt"
+    path = Path(ref)
+    if path.is_dir():
+        return path / "model.pt"
+    if path.is_file():
+        return path
+    if models_dir is not None and (Path(models_dir) / str(ref)).is_dir():
+        return Path(models_dir) / str(ref) / "model.pt"
+    raise ModelLoadError(f"no model at {ref}: give 'default', a version folder, or a model.pt file")
+
+
+def load_model(ref: str | Path, models_dir: Path | None = None) -> LoadedModel:
+    """One call: a ready-to-run model (eval mode, float32, CPU) from a version folder or file."""
+    path = resolve_model_path(ref, models_dir)
+    checkpoint = read_checkpoint(path)
+    model = build_model(checkpoint["arch"], weights="none", num_classes=checkpoint["num_classes"])
+    state = {k: v.float() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"checkpoint {path} does not match architecture {checkpoint['arch']}: {exc}") from None
+    card_path = path.parent / "card.json"
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    return LoadedModel(
+        model=model.eval(),
+        arch=checkpoint["arch"],
+        input_size=int(checkpoint["input_size"]),
+        mean=tuple(checkpoint["mean"]),
+        std=tuple(checkpoint["std"]),
+        temperature=float(checkpoint["temperature"]),
+        version=card.get("version", path.parent.name),
+        card=card,
+    )

@@ -1,0 +1,126 @@
+"""Self-supervised training copies: every upright photo becomes four labelled copies.
+
+The label must live only in the content. So each source is decoded and downscaled once,
+cropped square (aspect ratio would betray a quarter turn), and only then rotated; all four
+copies go through one encoder (JPEG 4:4:4, same quality), so block grid and chroma
+artifacts are identical across classes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orient_model import orientation
+from orient_model.atomic import atomic_write_bytes, sha256_file
+from orient_model.config import TrainingSetConfig
+from orient_model.imageio import ImageReadError, center_square, load_upright
+
+SPLITS = ("train", "val")
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("source_path", pa.string(), metadata={"doc": "upright source photo"}),
+        pa.field("source_sha256", pa.string(), metadata={"doc": "sha256 of the source file"}),
+        pa.field("split", pa.string(), metadata={"doc": "train or val, from the source hash"}),
+        pa.field("label", pa.int16(), metadata={"doc": "degrees the copy is turned counter-clockwise"}),
+        pa.field("crop", pa.int16(), metadata={"doc": "index of the square crop along the long side"}),
+        pa.field("copy_path", pa.string(), metadata={"doc": "copy, relative to the data directory"}),
+        pa.field("error", pa.string(), metadata={"doc": "why the source could not be used"}),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    source_path: str
+    source_sha256: str | None
+    split: str | None
+    label: int | None
+    crop: int | None
+    copy_path: str | None
+    error: str | None = None
+
+
+def split_of(sha256: str, val_fraction: float) -> str:
+    """Deterministic split by source photo, so all its copies land together."""
+    return "val" if int(sha256[:8], 16) / 0x1_0000_0000 < val_fraction else "train"
+
+
+def find_photos(dirs: Iterable[Path | str]) -> Iterator[Path]:
+    """Every regular file below the given directories (hidden entries skipped), sorted."""
+    for root in dirs:
+        root = Path(root)
+        if not root.is_dir():
+            raise NotADirectoryError(f"not a directory: {root}")
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts):
+                yield path
+
+
+def copy_name(sha256: str, crop: int) -> str:
+    return f"{sha256[:20]}_c{crop}.jpg"
+
+
+def crop_positions(n: int) -> list[float]:
+    return [0.5] if n == 1 else [i / (n - 1) for i in range(n)]
+
+
+def encode_copy(img, quality: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality, subsampling=0, optimize=False)
+    return buf.getvalue()
+
+
+def make_copies(source: Path, sha256: str, out_dir: Path, cfg: TrainingSetConfig) -> list[ManifestRow]:
+    """Write the rotated copies of one source; existing copies are kept, not redone."""
+    split = split_of(sha256, cfg.val_fraction)
+    rows: list[ManifestRow] = []
+    pending = []
+    for crop in range(cfg.crops_per_photo):
+        for angle, name in zip(orientation.ANGLES, orientation.CLASS_NAMES):
+            rel = Path(split) / name / copy_name(sha256, crop)
+            rows.append(ManifestRow(str(source), sha256, split, angle, crop, rel.as_posix()))
+            if not (out_dir / rel).exists():
+                pending.append((crop, angle, rel))
+    if pending:
+        upright = load_upright(source, cfg.copy_size, cfg.max_pixels)
+        positions = crop_positions(cfg.crops_per_photo)
+        for crop, angle, rel in pending:
+            square = center_square(upright, cfg.copy_size, positions[crop])
+            turned = orientation.apply(square, orientation.COUNTER_CLOCKWISE[angle])
+            (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(out_dir / rel, encode_copy(turned, cfg.jpeg_quality))
+    return rows
+
+
+def process_source(source: Path, out_dir: Path, cfg: TrainingSetConfig) -> list[ManifestRow]:
+    """Copies of one source, or a single row saying why it was unusable."""
+    try:
+        sha = sha256_file(source)
+    except OSError as exc:
+        return [ManifestRow(str(source), None, None, None, None, None, f"cannot read file: {exc.strerror}")]
+    try:
+        return make_copies(source, sha, out_dir, cfg)
+    except ImageReadError as exc:
+        return [ManifestRow(str(source), sha, None, None, None, None, str(exc))]
+
+
+def write_manifest(rows: list[ManifestRow], path: Path) -> None:
+    table = pa.Table.from_pylist([asdict(r) for r in rows], schema=MANIFEST_SCHEMA)
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    atomic_write_bytes(path, buf.getvalue().to_pybytes())
+
+
+def read_manifest(path: Path) -> pa.Table:
+    return pq.read_table(path, schema=MANIFEST_SCHEMA)
+
+
+def manifest_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "manifest.parquet"

@@ -1,0 +1,44 @@
+"""Shared fixtures: one Prefect test server per session, and a tiny model trained for real."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Flows log to a temporary Prefect home, never the user's.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="orient-prefect-home-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """The Prefect test harness, started once, only for tests that run flows."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session")
+def scenes_dir(tmp_path_factory) -> Path:
+    from orient_model.synthetic import write_scenes
+
+    folder = tmp_path_factory.mktemp("upright")
+    write_scenes(folder, 120, seed=11)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(prefect_server, scenes_dir, tmp_path_factory) -> Path:
+    """A tiny CNN trained through the real flows on synthetic upright scenes (version folder)."""
+    from flows.training import make_training_set, train
+    from orient_model.config import TrainConfig, TrainingSetConfig
+
+    work = tmp_path_factory.mktemp("tiny")
+    make_training_set([str(scenes_dir)], str(work / "data"), TrainingSetConfig(copy_size=96))
+    cfg = TrainConfig(arch="tiny", epochs=6, batch_size=32, lr=3e-3, workers=0, device="cpu")
+    return Path(train(str(work / "data"), str(work / "models"), cfg))
