@@ -1,6 +1,5 @@
 """The main job, as an archivist's runbook: ingest -> predict -> apply -> report."""
 
-from __future__ import annotations
 
 import functools
 import json
@@ -13,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from flows.errors import fail_cleanly
 from flows.progress import RunProgress
 from orient_model.atomic import atomic_write_bytes
 from orient_model.config import AutorotateConfig
@@ -109,6 +109,7 @@ def new_run_id() -> str:
 
 
 @flow(name="autorotate", log_prints=True)
+@fail_cleanly
 def autorotate(archive_dir: str, config: AutorotateConfig | None = None, report: str | None = None,
                out_dir: str | None = None) -> dict:
     """Find and fix the orientation of every photo in an archive; write a Parquet report."""

@@ -54,16 +54,8 @@ def user_errors(fn):
 def run_flow(flow_fn, **params):
     """Run a flow; a failed run ends the command with the flow's own message."""
     state = flow_fn(**params, return_state=True)
-    if state.is_failed() or state.is_crashed() or state.is_cancelled():
-        try:
-            state.result()
-        except Exception as exc:  # noqa: BLE001 - we print its message, nothing else
-            from flows.errors import USER_ERRORS
-
-            if isinstance(exc, USER_ERRORS):
-                fail(str(exc))
-            fail(f"{flow_fn.name} failed: {type(exc).__name__}: {exc}")
-        fail(f"{flow_fn.name} failed: {state.message}")
+    if not state.is_completed():
+        fail(state.message or f"{flow_fn.name} ended {state.name}")
     return state.result()
 
 
@@ -79,9 +71,13 @@ def make_training_set_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Write 0/90/180/270 copies of upright photos (ImageFolder layout) and a Parquet manifest."""
+    from orient_model.training_set import find_photos
+
     for d in upright_dirs:
         if not d.is_dir():
             fail(f"not a directory: {d}")
+    if next(find_photos(upright_dirs), None) is None:
+        fail(f"no files found in {', '.join(map(str, upright_dirs))}; give folders of upright photos")
     cfg = load_config(config, {"training_set": dict(copy_size=copy_size, crops_per_photo=crops_per_photo,
                                                    val_fraction=val_fraction)}).training_set
     from flows.training import make_training_set

@@ -1,6 +1,5 @@
 """Flows that make training copies and train (or load) an orientation model."""
 
-from __future__ import annotations
 
 import json
 import shlex
@@ -12,6 +11,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.errors import fail_cleanly
 from flows.progress import RunProgress
 from orient_model.atomic import atomic_write_bytes, sha256_file
 from orient_model.config import TrainConfig, TrainingSetConfig
@@ -38,6 +38,7 @@ def copies_for_sources(sources: list[str], out_dir: str, cfg: TrainingSetConfig)
 
 
 @flow(name="make-training-set", log_prints=True)
+@fail_cleanly
 def make_training_set(
     upright_dirs: list[str], out: str, config: TrainingSetConfig | None = None, provenance: str | None = None
 ) -> str:
@@ -107,6 +108,7 @@ def fit_and_register(data_dir: str, models_dir: str, cfg: TrainConfig, key: str,
 
 
 @flow(name="train", log_prints=True)
+@fail_cleanly
 def train(data_dir: str, models_dir: str, config: TrainConfig | None = None, command: str | None = None) -> str:
     """Train an orientation model on a training set, or load the one already trained on it."""
     cfg = config or TrainConfig()

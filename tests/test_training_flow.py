@@ -1,0 +1,66 @@
+"""Training through the real Prefect flows: learns, calibrates, registers, loads back."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from orient_model.calibration import fit_temperature, nll
+from orient_model.config import TrainConfig
+from orient_model.registry import ModelLoadError, load_model
+
+pytestmark = pytest.mark.slow
+
+
+def test_tiny_cnn_learns_orientation_well_above_chance(tiny_model):
+    card = json.loads((tiny_model / "card.json").read_text())
+    assert card["val_accuracy"] > 0.8  # chance is 0.25
+    assert card["architecture"] == "tiny" and card["device"] == "cpu"
+    for key in ("input_size", "normalization", "classes", "temperature", "training_manifest_sha256",
+                "training_sources", "val_per_class_accuracy", "confusion_matrix", "ece",
+                "training_seconds", "package_versions"):
+        assert key in card, key
+    assert sum(map(sum, card["confusion_matrix"])) == card["val_images"]
+    assert card["val_nll"] <= card["val_nll_before_calibration"] + 1e-9
+
+
+def test_train_or_load_reuses_the_model_trained_on_the_same_data(tiny_model):
+    from flows.training import train
+
+    cfg = TrainConfig(arch="tiny", epochs=6, batch_size=32, lr=3e-3, workers=0, device="cpu")
+    data_dir = tiny_model.parent.parent / "data"
+    assert Path(train(str(data_dir), str(tiny_model.parent), cfg)) == tiny_model
+    assert len(os.listdir(tiny_model.parent)) == 1
+
+
+def test_checkpoint_round_trip_with_weights_only(tiny_model):
+    raw = torch.load(tiny_model / "model.pt", map_location="cpu", weights_only=True)
+    assert raw["arch"] == "tiny" and raw["classes"] == [0, 90, 180, 270]
+    loaded = load_model(tiny_model)
+    x = torch.randn(4, 3, 64, 64)
+    again = load_model(tiny_model / "model.pt")
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(x), again.model(x))
+    assert loaded.temperature == raw["temperature"] > 0
+
+
+def test_corrupt_or_missing_checkpoint_fails_clearly(tmp_path, tiny_model):
+    broken = tmp_path / "model.pt"
+    broken.write_bytes((tiny_model / "model.pt").read_bytes()[:1000])
+    with pytest.raises(ModelLoadError, match="corrupt"):
+        load_model(broken)
+    with pytest.raises(ModelLoadError, match="no model at"):
+        load_model(tmp_path / "missing")
+
+
+def test_temperature_scaling_lowers_validation_nll():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 4, (400,))
+    logits = torch.randn(400, 4)
+    logits[torch.arange(400), labels] += 2.0  # right most of the time...
+    logits *= 4.0  # ...but far too sure of itself
+    t = fit_temperature(logits, labels)
+    assert t > 1.5
+    assert nll(logits, labels, t) < 0.8 * nll(logits, labels, 1.0)
