@@ -1,0 +1,59 @@
+"""The command line: bad input ends with one clear error line, never a traceback."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def orient(*args, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "flows.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=300)
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_empty_directory(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_one_error_line(orient("make-training-set", tmp_path / "empty", "--out", tmp_path / "data"),
+                          "no files found")
+
+
+def test_not_a_training_set(tmp_path):
+    assert_one_error_line(orient("train", tmp_path, "--out", tmp_path / "models"), "make-training-set")
+
+
+def test_missing_weights_file(tmp_path):
+    (tmp_path / "manifest.parquet").write_bytes(b"")
+    result = orient("train", tmp_path, "--out", tmp_path / "models", "--weights", tmp_path / "lite0.pth")
+    assert_one_error_line(result, "weights file not found", "lite0.pth")
+
+
+def test_corrupt_checkpoint(tmp_path):
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "model.pt").write_bytes(b"PK\x03\x04 half a zip file")
+    result = orient("autorotate", tmp_path / "archive", "--model", tmp_path / "model.pt")
+    assert_one_error_line(result, "corrupt", "model.pt")
+
+
+def test_missing_archive(tmp_path):
+    assert_one_error_line(orient("autorotate", tmp_path / "nowhere"), "archive directory not found")
+
+
+@pytest.mark.slow
+def test_no_readable_photos(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jpg").write_text("not a photo")
+    (src / "b.png").write_bytes(b"")
+    result = orient("make-training-set", src, "--out", tmp_path / "data")
+    assert_one_error_line(result, "no readable photos among 2 files")
