@@ -44,7 +44,7 @@ class TrainConfig(_Section):
 
 class AutorotateConfig(_Section):
     model: str = Field("default", description="'default' (shipped), a registry version folder or a .pt file")
-    threshold: float = Field(0.9, gt=0, le=1, description="confidence needed to rotate without review")
+    threshold: float = Field(0.9, ge=0, le=1, description="confidence needed to rotate without review (0 = never flag)")
     apply: Literal["lossless", "exif", "none"] = "none"
     batch_size: int = Field(32, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 from captum.attr import GuidedBackprop, Saliency
 from matplotlib import colormaps
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from orient_model.data import to_tensor
 from orient_model.registry import LoadedModel
@@ -51,14 +51,16 @@ class SaliencyRenderer:
         """PNG: the model's view, evidence for the suggested rotation, evidence for upright."""
         k = predicted_deg // 90
         panels = [(img, "as scanned")]
-        panels.append((overlay(img, self.evidence(img, k)), f"evidence: needs {predicted_deg} cw"))
+        label = "upright" if k == 0 else f"turn {predicted_deg}\u00b0 clockwise"
+        panels.append((overlay(img, self.evidence(img, k)), f"evidence for: {label}"))
         if k != 0:
-            panels.append((overlay(img, self.evidence(img, 0)), "evidence: upright"))
-        sheet = Image.new("RGB", (PANEL * len(panels), PANEL + 18), "white")
+            panels.append((overlay(img, self.evidence(img, 0)), "evidence for: upright as is"))
+        sheet = Image.new("RGB", (PANEL * len(panels), PANEL + 20), "white")
         draw = ImageDraw.Draw(sheet)
-        for i, (panel, label) in enumerate(panels):
-            sheet.paste(panel.resize((PANEL, PANEL), Image.Resampling.BILINEAR), (i * PANEL, 18))
-            draw.text((i * PANEL + 4, 3), label, fill="black")
+        font = ImageFont.load_default(size=13)
+        for i, (panel, text) in enumerate(panels):
+            sheet.paste(panel.resize((PANEL, PANEL), Image.Resampling.BILINEAR), (i * PANEL, 20))
+            draw.text((i * PANEL + 4, 3), text, fill="black", font=font)
         return png_bytes(sheet)
 
 
