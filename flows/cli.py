@@ -102,12 +102,13 @@ def train(
     lr: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
     input_size: Annotated[int | None, typer.Option(help="model input side in px")] = None,
     workers: Annotated[int | None, typer.Option(help="data loader processes")] = None,
+    patience: Annotated[int | None, typer.Option(help="epochs without validation gain before stopping")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Train an orientation model (GPU when present), or load the one already trained on this data."""
     cfg = load_config(config, {"train": dict(arch=arch, epochs=epochs, device=device, weights=weights,
                                              batch_size=batch_size, lr=lr, input_size=input_size,
-                                             workers=workers)}).train
+                                             workers=workers, patience=patience)}).train
     if not (data_dir / "manifest.parquet").is_file():
         fail(f"{data_dir} is not a training set (no manifest.parquet); run `orient make-training-set` first")
     if cfg.weights not in ("auto", "package", "timm", "none") and not Path(cfg.weights).is_file():

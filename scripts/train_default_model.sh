@@ -6,8 +6,8 @@
 set -euo pipefail
 PHOTOS=${PHOTOS:-/work/photos}
 WORK=${WORK:-/work/default-model}
-orient make-training-set "$PHOTOS"/*/ --out "$WORK/data" --crops-per-photo 2 --copy-size 256 \
+orient make-training-set "$PHOTOS"/*/ --out "$WORK/data" --crops-per-photo 3 --copy-size 256 \
   --provenance "$PHOTOS/sources.json"
 orient train "$WORK/data" --out "$WORK/models" --arch efficientnet_lite0 --weights package \
-  --input-size 160 --epochs 12 --batch-size 32 --lr 0.001 --workers 2
+  --input-size 160 --epochs 14 --patience 5 --batch-size 32 --lr 0.001 --workers 2
 python scripts/package_default_model.py "$WORK/models"
