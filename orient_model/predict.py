@@ -8,15 +8,8 @@ from PIL import Image
 
 from orient_model import orientation
 from orient_model.data import to_tensor
+from orient_model.device import resolve_device
 from orient_model.registry import LoadedModel
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but no CUDA GPU is available")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class Predictor:

@@ -527,8 +527,7 @@ def _jpeg_metadata_upright(data: bytes, swapped: bool) -> bytes:
     return _exiv2_edit(data, changes, xmp_change, drop)
 
 
-def _verify_jpeg_lossless(original: bytes, result: bytes, transform: ori.Transpose | None) -> None:
-    before, after = _decode(original), _decode(result)
+def _check_mode_and_size(before: Image.Image, after: Image.Image, transform: ori.Transpose | None) -> None:
     if after.mode != before.mode:
         raise RotateError(
             f"verification failed: colour mode changed from {before.mode} to {after.mode}"
@@ -537,6 +536,11 @@ def _verify_jpeg_lossless(original: bytes, result: bytes, transform: ori.Transpo
         raise RotateError(
             f"verification failed: rotated size {after.size} is wrong for {before.size}"
         )
+
+
+def _verify_jpeg_lossless(original: bytes, result: bytes, transform: ori.Transpose | None) -> None:
+    before, after = _decode(original), _decode(result)
+    _check_mode_and_size(before, after, transform)
     expected, actual = ori.apply_array(np.asarray(before), transform), np.asarray(after)
     diff = np.abs(expected.astype(np.int16) - actual.astype(np.int16))
     if diff.max(initial=0) > JPEG_LOSSLESS_TOLERANCE or diff.mean() > JPEG_LOSSLESS_MEAN_TOLERANCE:
@@ -803,14 +807,7 @@ def _rotate_pillow(data: bytes, fmt: str, rotation_cw: int, current: int) -> Rot
 
 def _verify_pillow(before: Image.Image, result: bytes, transform: ori.Transpose | None) -> None:
     after = _decode(result)
-    if after.mode != before.mode:
-        raise RotateError(
-            f"verification failed: colour mode changed from {before.mode} to {after.mode}"
-        )
-    if after.size != _expected_size(before.size, transform):
-        raise RotateError(
-            f"verification failed: rotated size {after.size} is wrong for {before.size}"
-        )
+    _check_mode_and_size(before, after, transform)
     if not np.array_equal(ori.apply_array(np.asarray(before), transform), np.asarray(after)):
         raise RotateError("verification failed: pixels differ from the rotated original")
     if before.mode == "P" and (

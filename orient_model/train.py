@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from orient_model.calibration import expected_calibration_error, fit_temperature, nll
 from orient_model.config import TrainConfig
 from orient_model.data import CopiesDataset
+from orient_model.device import resolve_device
 from orient_model.errors import OrientError
 from orient_model.models import ARCHS, build_model
 
@@ -54,12 +55,6 @@ class FitResult:
     metrics: dict = field(default_factory=dict)
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda asked for, but no CUDA GPU is available")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def seed_everything(seed: int) -> None:
