@@ -4,8 +4,8 @@ Builds an archive of synthetic scanned photos (JPEG at MCU-aligned and odd sizes
 progressive, some with an EXIF Orientation tag; a few PNG and TIFF), records every file's hash,
 then for each drill run:
 
-1. starts `orient autorotate ARCHIVE --apply lossless --threshold 0.01` (every non-upright
-   prediction becomes a rotation; the config refuses a threshold of exactly 0) and kills its
+1. starts `orient autorotate ARCHIVE --apply lossless --threshold 0` (every non-upright
+   prediction becomes a rotation) and kills its
    whole process group with SIGKILL at a random moment, mostly while it is writing files
    (a random delay after its first journal row) and sometimes at any moment after start;
 2. runs the same command again to completion;
@@ -162,7 +162,7 @@ class Cli:
 
 
 def autorotate_args(root: Path, model: str, report: Path | None = None) -> list[str]:
-    args = ["autorotate", str(root), "--apply", "lossless", "--model", model, "--threshold", "0.01",
+    args = ["autorotate", str(root), "--apply", "lossless", "--model", model, "--threshold", "0",
             "--no-tta", "--saliency", "off"]
     return args + (["--report", str(report)] if report else [])
 

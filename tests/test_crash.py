@@ -160,7 +160,7 @@ def run_cli(args: list[str], work: Path, name: str, timeout: float = 120) -> tup
 
 def autorotate_args(root: Path, model: Path, report: Path | None = None) -> list[str]:
     args = ["autorotate", str(root), "--apply", "lossless", "--model", str(model),
-            "--threshold", "0.01", "--no-tta", "--saliency", "off", "--device", "cpu"]
+            "--threshold", "0", "--no-tta", "--saliency", "off", "--device", "cpu"]
     return args + (["--report", str(report)] if report else [])
 
 
@@ -245,8 +245,8 @@ def test_kill_9_during_apply_then_resume_then_undo(tiny_model: Path, tmp_path: P
     originals = make_archive(root, 40, seed=seed % 1000)
     report = tmp_path / "final.parquet"
 
-    kills, start = 0, time.monotonic()
-    for attempt in range(4):
+    kills, start, drill = 0, time.monotonic(), []
+    for attempt in range(3):
         rows_before = len(journal_rows(root))
         proc = start_cli(autorotate_args(root, tiny_model), tmp_path, f"killed{attempt}")
         delay = rng.uniform(0.0, 0.25)
@@ -262,9 +262,13 @@ def test_kill_9_during_apply_then_resume_then_undo(tiny_model: Path, tmp_path: P
         kill_group(proc)
         kills += 1
         finish(proc)
+        states = [r["state"] for r in journal_rows(root)[rows_before:]]
+        drill.append(f"kill {kills} at {time.monotonic() - start:.1f}s (+{delay:.3f}s): "
+                     f"{states.count('done')} done, {states.count('planned')} planned")
         mid = audit(root, originals, final=False)  # the killed state itself must already be safe
         assert not mid["corrupt"] and not mid["lost"] and not mid["double"], f"after kill {kills} {ctx}: {mid}"
     assert kills >= 2, f"only {kills} kills landed while writing {ctx}"
+    print(f"{ctx}", *drill, sep="\n  ")
 
     rc, out, err = run_cli(autorotate_args(root, tiny_model, report), tmp_path, "final")
     assert rc == 0, f"resume failed {ctx}: {err[-3000:]}"
@@ -278,10 +282,13 @@ def test_kill_9_during_apply_then_resume_then_undo(tiny_model: Path, tmp_path: P
     assert rotated_now == {r["rel_path"] for r in done} and len(rotated_now) >= 10, ctx
     killed_runs = {r["run_id"] for r in done} - {json.loads(report.with_suffix(".json").read_text())["run_id"]}
 
-    # The final run's report undoes what that run changed; the killed runs wrote no report,
-    # so their changes are undone by run id.
+    # `orient undo REPORT` undoes only what the resumed run itself changed (and, when the killed
+    # runs had already rotated everything, fails with "no changes recorded"); the killed runs
+    # wrote no report, so their changes are undone by run id.
+    final_changed = any(r["run_id"] not in killed_runs for r in done)
     rc, _, err = run_cli(["undo", str(report)], tmp_path, "undo-final")
-    assert rc == 0, f"{ctx} {err[-2000:]}"
+    assert rc == 0 if final_changed else (rc == 1 and "no changes recorded" in err), f"{ctx} {err[-2000:]}"
+    assert "Traceback" not in err
     for run_id in sorted(killed_runs):
         rc, _, err = run_cli(["undo", run_id, "--archive", str(root)], tmp_path, f"undo-{run_id}")
         assert rc == 0, f"{ctx} undo {run_id}: {err[-2000:]}"
