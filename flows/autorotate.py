@@ -125,6 +125,11 @@ def autorotate(archive_dir: str, config: AutorotateConfig | None = None, report:
         with Archive(root) as archive:
             for message in archive.recover():
                 logger.warning(f"recovered from an interrupted run: {message}")
+            archive.adopt_unfinished(run_id)
+            adopted = archive.runs_undone_with(run_id)[1:]  # with the runs those had finished
+            if adopted:
+                logger.warning(f"finishing the work of interrupted run(s) {', '.join(adopted)}; "
+                               f"undoing this run undoes theirs too")
             rotated_before = {e.sha256_after: e.run_id for e in archive.entries() if e.state == "done"}
         entries = list_archive(str(root))
         logger.info(f"run {run_id}: {len(entries)} files in {root}; model {cfg.model}, apply={cfg.apply}")
@@ -138,8 +143,10 @@ def autorotate(archive_dir: str, config: AutorotateConfig | None = None, report:
             apply_changes(str(root), todo, cfg.apply, run_id, out_dir,
                           RunProgress("autorotate-apply", len(todo), "files written"))
         run_config = {"run_id": run_id, "archive": str(root), "out_dir": out_dir, "model": model_path,
-                      **cfg.model_dump()}
+                      "resumed_runs": adopted, **cfg.model_dump()}
         summary = write_outputs(rows, str(report_path), run_config)
+        with Archive(root) as archive:
+            archive.finish(run_id)
     create_table_artifact([{"action": a, "photos": n} for a, n in summary["counts"].items()],
                           key="autorotate-counts", description=f"Actions in run {run_id}")
     create_markdown_artifact(summary_markdown(summary, f"orient run {run_id}"), key="autorotate-flagged",

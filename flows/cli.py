@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from orient_model.config import load_config
@@ -45,6 +46,10 @@ def user_errors(fn):
             fail(str(exc))
         except FileNotFoundError as exc:
             fail(f"file not found: {exc.filename or exc}")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            fail(f"invalid setting {where}: {first['msg']} (got {first.get('input')!r})")
         except KeyboardInterrupt:
             fail("interrupted; re-run the same command to resume (finished work is kept)")
 

@@ -145,6 +145,11 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 CREATE INDEX IF NOT EXISTS changes_after ON changes (sha256_after, state);
 CREATE INDEX IF NOT EXISTS changes_run ON changes (run_id);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    finished_at TEXT NOT NULL,
+    adopted_by TEXT
+);
 """
 _COLUMNS = (
     "id, run_id, rel_path, rotation_cw, method, sha256_before, sha256_after, state, "
@@ -212,6 +217,25 @@ class Journal:
             f"SELECT {_COLUMNS} FROM changes WHERE {where} ORDER BY id", params
         )
         return [_entry(row) for row in rows]
+
+    def finish_run(self, run_id: str, adopted_by: str | None = None) -> None:
+        """Mark a run finished (its report written), or adopted by the run that completed it."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO runs (run_id, finished_at, adopted_by) VALUES (?,?,?)",
+            (run_id, _now(), adopted_by),
+        )
+
+    def unfinished_runs(self) -> list[str]:
+        """Runs that changed files but never finished (killed): no report will ever name them."""
+        rows = self.conn.execute(
+            "SELECT run_id FROM changes WHERE run_id NOT IN (SELECT run_id FROM runs)"
+            " GROUP BY run_id ORDER BY MIN(id)"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def adopted_by(self, run_id: str) -> list[str]:
+        rows = self.conn.execute("SELECT run_id FROM runs WHERE adopted_by = ?", (run_id,)).fetchall()
+        return [r[0] for r in rows]
 
     def run_ids(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT run_id FROM changes ORDER BY id")]
@@ -408,16 +432,39 @@ class Archive:
             f"else?); left as is, original kept in {self.backup_dir / entry.sha256_before}"
         )
 
+    def adopt_unfinished(self, run_id: str) -> list[str]:
+        """Runs killed before they finished become part of ``run_id``, which completes their work:
+        undoing ``run_id`` (e.g. from its report) then undoes theirs too."""
+        adopted = [r for r in self.journal.unfinished_runs() if r != run_id]
+        for other in adopted:
+            self.journal.finish_run(other, adopted_by=run_id)
+        return adopted
+
+    def finish(self, run_id: str) -> None:
+        self.journal.finish_run(run_id)
+
+    def runs_undone_with(self, run_id: str) -> list[str]:
+        """``run_id`` and, transitively, the interrupted runs it adopted (newest first)."""
+        order, todo = [], [run_id]
+        while todo:
+            current = todo.pop()
+            order.append(current)
+            todo += self.journal.adopted_by(current)
+        return order
+
     def undo(self, run_id: str) -> list[UndoOutcome]:
-        """Put back the byte-identical originals of every file run ``run_id`` changed."""
-        entries = self.journal.entries("run_id = ?", (run_id,))
+        """Put back the byte-identical originals of every file run ``run_id`` changed, and of
+        the interrupted runs it completed."""
+        runs = self.runs_undone_with(run_id)
+        placeholders = ",".join("?" * len(runs))
+        entries = self.journal.entries(f"run_id IN ({placeholders})", tuple(runs))
         if not entries:
             known = ", ".join(self.journal.run_ids()[-5:]) or "none"
             raise JournalError(
                 f"no changes recorded for run {run_id!r} in {self.root} (recent runs: {known})"
             )
         self.recover()
-        entries = self.journal.entries("run_id = ?", (run_id,))
+        entries = self.journal.entries(f"run_id IN ({placeholders})", tuple(runs))
         return [self._undo_one(e) for e in reversed(entries) if e.state in ("done", "undone")]
 
     def _undo_one(self, entry: JournalEntry) -> UndoOutcome:
