@@ -68,23 +68,13 @@ def apply_changes(root: str, rows: list[ReportRow], method: str, run_id: str, ou
                     row.applied, row.method, row.sha256_after = result.applied, result.method, result.sha256_after
                     row.note = result.note or row.note
                 elif out_dir and row.action in ("keep", "flag"):
-                    atomic_write_mirror(Path(root) / rel, Path(out_dir) / rel, row.sha256_before)
+                    archive.mirror(rel, Path(out_dir), row.sha256_before)
             except (RotateError, OSError) as exc:
                 row.action, row.error = "error", f"not rotated: {exc}"
                 logger.warning(f"{row.path}: {row.error}")
             row.apply_ms = (time.perf_counter() - start) * 1000
             progress.advance(1)
     return rows
-
-
-def atomic_write_mirror(source: Path, target: Path, expected_sha256: str) -> None:
-    from orient_model.atomic import sha256_bytes
-
-    data = source.read_bytes()
-    if sha256_bytes(data) != expected_sha256:
-        raise RotateError("file changed since it was read; not copied")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(target, data)
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -140,8 +130,11 @@ def autorotate(archive_dir: str, config: AutorotateConfig | None = None, report:
         if cfg.apply != "none":
             todo = [r for r in rows if r.action == "rotate" or (out_dir and r.action in ("keep", "flag"))]
             logger.info(f"applying {sum(r.action == 'rotate' for r in todo)} rotations ({cfg.apply})")
-            apply_changes(str(root), todo, cfg.apply, run_id, out_dir,
-                          RunProgress("autorotate-apply", len(todo), "files written"))
+            # The task updates these rows (applied, method, hashes, errors) and hands them back.
+            done = apply_changes(str(root), todo, cfg.apply, run_id, out_dir,
+                                 RunProgress("autorotate-apply", len(todo), "files written"))
+            by_path = {r.path_bytes: r for r in done}
+            rows = [by_path.get(r.path_bytes, r) for r in rows]
         run_config = {"run_id": run_id, "archive": str(root), "out_dir": out_dir, "model": model_path,
                       "resumed_runs": adopted, **cfg.model_dump()}
         summary = write_outputs(rows, str(report_path), run_config)

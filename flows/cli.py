@@ -145,6 +145,8 @@ def autorotate(
                                                   batch_size=batch_size, tta=tta, saliency=saliency)}).autorotate
     if not archive_dir.is_dir():
         fail(f"archive directory not found: {archive_dir}")
+    if out_dir is not None and cfg.apply == "none":
+        fail("--out-dir writes corrected copies, so it needs --apply lossless or --apply exif")
     from orient_model.registry import read_checkpoint, resolve_model_path
 
     read_checkpoint(resolve_model_path(cfg.model))  # a bad model fails here, before any work

@@ -333,6 +333,13 @@ class Archive:
         self.journal.set_state(entry, "done")
         return ApplyResult(True, rotated.method, before, after, rotated.note)
 
+    def mirror(self, rel_path: str, out_dir: Path, expected_sha256: str) -> None:
+        """Copy an unchanged photo into the ``out_dir`` mirror tree, verified by its hash."""
+        data = _read(self._resolve(rel_path), rel_path)
+        if sha256_bytes(data) != expected_sha256:
+            raise RotateError(f"{rel_path}: file changed since it was read; not copied")
+        atomic_write_bytes(self._out_target(Path(out_dir), rel_path), data)
+
     def _resolve(self, rel_path: str) -> Path:
         """The file for ``rel_path``, refusing anything that leads outside the archive."""
         if os.path.isabs(rel_path):

@@ -116,3 +116,21 @@ def test_apply_lossless_makes_photos_upright_and_never_twice(prefect_server, tin
     for path in rotated:
         assert second[path]["action"] in ("skip", "keep")
         assert second[path]["sha256_before"] == first[path]["sha256_after"]
+
+
+def test_out_dir_writes_a_corrected_mirror_and_leaves_the_archive_alone(prefect_server, tiny_model, archive):
+    from flows.autorotate import autorotate
+
+    root, truth = archive
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and ".orient" not in p.parts}
+    mirror = root.parent / "mirror"
+    cfg = AutorotateConfig(model=str(tiny_model), threshold=0.6, apply="lossless")
+    rows = rows_by_path(Path(autorotate(str(root), cfg, out_dir=str(mirror))["report"]))
+    assert {p: p.read_bytes() for p in before} == before  # not a byte changed in the archive
+    for path, row in rows.items():
+        if row["action"] in ("keep", "flag", "rotate"):
+            assert (mirror / path).is_file(), path
+        if row["action"] == "rotate" and row["rotation_deg"] == truth.get(path):
+            shown = ImageOps.exif_transpose(Image.open(mirror / path))
+            assert shown.width > shown.height, path
+    assert not (mirror / "notes.jpg").exists() and not (mirror / "link.jpg").exists()

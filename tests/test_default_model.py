@@ -1,0 +1,60 @@
+"""The shipped default model: small, documented, loadable, and right on photos it never saw."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from orient_model import orientation as ori
+from orient_model.demo import DEMO_PHOTOS
+from orient_model.imageio import center_square
+from orient_model.predict import Predictor
+from orient_model.registry import DEFAULT_MODEL_DIR, load_model
+
+RESERVED = ("plasma-workspace-wallpapers", "mate-backgrounds", "lomiri-wallpapers-20.04", "opencv-doc",
+            "visp-images-data")
+
+
+def test_default_model_is_small_and_its_card_documents_it():
+    assert (DEFAULT_MODEL_DIR / "model.pt").stat().st_size <= 20 * 1024 * 1024
+    card = json.loads((DEFAULT_MODEL_DIR / "card.json").read_text())
+    assert card["architecture"] == "efficientnet_lite0"
+    assert "scripts/train_default_model.sh" in card["reproduce"]
+    sources = card["training_sources"]
+    assert len(sources) > 400
+    for source in sources:
+        assert len(source["sha256"]) == 64 and source["license"] and source["source"]
+        assert source["source"] not in RESERVED
+    demo_packages = {"scikit-image", "scikit-learn", "matplotlib"}
+    assert not demo_packages & {s["source"] for s in sources}
+    for key in ("val_accuracy", "val_accuracy_tta", "confusion_matrix", "ece", "temperature"):
+        assert key in card
+
+
+def test_default_model_orients_the_held_out_demo_photos():
+    loaded = load_model("default")
+    predictor = Predictor(loaded, device="cpu", tta=True)
+    views, truth = [], []
+    for photo in DEMO_PHOTOS:
+        upright = photo.load()
+        for angle in ori.ANGLES:
+            views.append(center_square(ori.apply(upright, ori.COUNTER_CLOCKWISE[angle]), loaded.input_size))
+            truth.append(angle)
+    probs = predictor.probabilities(views)
+    correct = sum(ori.ANGLES[int(p.argmax())] == t for p, t in zip(probs, truth))
+    assert correct / len(truth) >= 0.75, f"{correct}/{len(truth)}"
+
+
+@pytest.mark.slow
+def test_demo_command_runs_end_to_end(tmp_path):
+    env_cmd = [sys.executable, "-m", "flows.cli", "demo", "--workdir", str(tmp_path / "demo")]
+    result = subprocess.run(env_cmd, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "accuracy against the known rotations" in result.stdout
+    accuracy = json.loads((tmp_path / "demo" / "accuracy.json").read_text())
+    assert accuracy["judged"] == 32
+    assert (tmp_path / "demo" / "report.parquet").is_file()
+    assert "3 error" in result.stdout
