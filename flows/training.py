@@ -103,7 +103,8 @@ def fit_and_register(data_dir: str, models_dir: str, cfg: TrainConfig, key: str,
         "history": result.history,
         **result.metrics,
     }
-    folder = save_model(Path(models_dir), result.model, cfg.arch, input_size, result.temperature, card)
+    folder = save_model(Path(models_dir), result.model, cfg.arch, input_size, result.temperature, card,
+                        tta_temperature=result.tta_temperature)
     return str(folder)
 
 

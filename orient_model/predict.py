@@ -12,12 +12,24 @@ from orient_model.device import resolve_device
 from orient_model.registry import LoadedModel
 
 
+def voted_logits(model: torch.nn.Module, batch: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """Test-time voting: ``N x 4`` mean log-probabilities over the four quarter turns of each image.
+
+    A view turned ``k`` quarter turns counter-clockwise has label ``c + k``; its log-probabilities
+    are shifted back by ``k`` before averaging, so every view votes for the original's class.
+    """
+    views = torch.cat([torch.rot90(batch, k, dims=(2, 3)) for k in range(4)])  # rot90 on H,W is ccw
+    if channels_last:
+        views = views.contiguous(memory_format=torch.channels_last)
+    logp = model(views).float().log_softmax(1).reshape(4, len(batch), 4)
+    return torch.stack([torch.roll(logp[k], shifts=-k, dims=1) for k in range(4)]).mean(0)
+
+
 class Predictor:
     """Runs a loaded model on batches of upright-as-displayed square images.
 
-    With ``tta`` each photo is also seen turned by 90, 180 and 270 degrees; a view turned
-    ``k`` quarter turns counter-clockwise has label ``c + k``, so its votes are shifted back
-    by ``k`` and the four calibrated distributions are averaged.
+    Single view: logits over the model's temperature. With ``tta``: :func:`voted_logits` over the
+    temperature fitted for voting, so confidences stay calibrated either way.
     """
 
     def __init__(self, loaded: LoadedModel, device: str = "auto", tta: bool = True, amp: bool = True):
@@ -38,15 +50,13 @@ class Predictor:
         if not images:
             return np.zeros((0, 4), dtype=np.float32)
         batch = torch.stack([self.tensor(img) for img in images]).to(self.device)
-        turns = (0, 1, 2, 3) if self.tta else (0,)
-        views = torch.cat([torch.rot90(batch, k, dims=(2, 3)) for k in turns])  # rot90 on H,W is ccw
-        if self.device.type == "cuda":
-            views = views.contiguous(memory_format=torch.channels_last)
+        cuda = self.device.type == "cuda"
         with torch.autocast(self.device.type, enabled=self.amp):
-            logits = self.model(views).float()
-        probs = (logits / self.loaded.temperature).softmax(1).cpu().reshape(len(turns), len(images), 4)
-        aligned = torch.stack([torch.roll(probs[i], shifts=-k, dims=1) for i, k in enumerate(turns)])
-        return aligned.mean(0).numpy()
+            if self.tta:
+                logits = voted_logits(self.model, batch, channels_last=cuda) / self.loaded.tta_temperature
+            else:
+                logits = self.model(batch).float() / self.loaded.temperature
+        return logits.float().softmax(1).cpu().numpy()
 
 
 def decide(probs: np.ndarray, threshold: float) -> tuple[int, float, str]:

@@ -43,6 +43,7 @@ class LoadedModel:
     temperature: float
     version: str
     card: dict
+    tta_temperature: float = 1.0
 
 
 def training_key(manifest_sha256: str, cfg: TrainConfig) -> str:
@@ -81,7 +82,7 @@ def find_trained(models_dir: Path, key: str) -> Path | None:
 
 def save_model(
     models_dir: Path, model: nn.Module, arch: str, input_size: int, temperature: float, card: dict,
-    half: bool = False,
+    half: bool = False, tta_temperature: float = 1.0,
 ) -> Path:
     """Write a new version folder (checkpoint first, card last: a card means a complete model)."""
     spec = ARCHS[arch]
@@ -98,6 +99,7 @@ def save_model(
         "std": list(spec.std),
         "classes": [0, 90, 180, 270],
         "temperature": float(temperature),
+        "tta_temperature": float(tta_temperature),
         "state_dict": state,
     }
     buf = io.BytesIO()
@@ -111,6 +113,7 @@ def save_model(
         "classes": {"0": "upright", "90": "needs 90 deg clockwise", "180": "upside down",
                     "270": "needs 270 deg clockwise"},
         "temperature": float(temperature),
+        "tta_temperature": float(tta_temperature),
         "package_versions": package_versions(),
         **card,
     }
@@ -165,4 +168,5 @@ def load_model(ref: str | Path, models_dir: Path | None = None) -> LoadedModel:
         temperature=float(checkpoint["temperature"]),
         version=card.get("version", path.parent.name),
         card=card,
+        tta_temperature=float(checkpoint.get("tta_temperature", 1.0)),
     )

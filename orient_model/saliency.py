@@ -17,6 +17,7 @@ import numpy as np
 from captum.attr import GuidedBackprop, Saliency
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
+from scipy.ndimage import gaussian_filter
 
 from orient_model.data import to_tensor
 from orient_model.registry import LoadedModel
@@ -44,8 +45,10 @@ class SaliencyRenderer:
         else:
             attr = self.explainer.attribute(x, target=target, abs=False)
         amap = attr[0].clamp(min=0).sum(0).detach().cpu().numpy()
-        top = np.percentile(amap, 99.5)
-        return np.clip(amap / top, 0, 1) if top > 0 else np.zeros_like(amap)
+        # Guided backprop is pixel-sharp speckle; a light blur turns it into regions a person sees.
+        amap = gaussian_filter(amap, sigma=max(amap.shape) / 100)
+        top = np.percentile(amap, 99)
+        return np.sqrt(np.clip(amap / top, 0, 1)) if top > 0 else np.zeros_like(amap)
 
     def render(self, img: Image.Image, predicted_deg: int) -> bytes:
         """PNG: the model's view, evidence for the suggested rotation, evidence for upright."""

@@ -26,6 +26,7 @@ from orient_model.data import CopiesDataset
 from orient_model.device import resolve_device
 from orient_model.errors import OrientError
 from orient_model.models import ARCHS, build_model
+from orient_model.predict import voted_logits
 
 # (message, fraction done, whether the message is a milestone worth always showing)
 Progress = Callable[[str, float, bool], None]
@@ -47,6 +48,7 @@ class EvalResult:
 class FitResult:
     model: nn.Module
     temperature: float
+    tta_temperature: float
     device: str
     epochs_run: int
     best_epoch: int
@@ -105,6 +107,19 @@ def evaluate(model, loader, criterion, device) -> EvalResult:
         logits=logits,
         labels=labels,
     )
+
+
+@torch.no_grad()
+def evaluate_voted(model, loader, device) -> EvalResult:
+    """Validation with test-time voting over the four quarter turns (see predict.voted_logits)."""
+    model.eval()
+    all_logits, all_labels = [], []
+    for images, labels in loader:
+        all_logits.append(voted_logits(model, images.to(device)).cpu())
+        all_labels.append(labels)
+    logits, labels = torch.cat(all_logits), torch.cat(all_labels)
+    return EvalResult(float(nn.functional.cross_entropy(logits, labels)),
+                      float((logits.argmax(1) == labels).float().mean()), logits, labels)
 
 
 def load_data(data_dir: Path, cfg: TrainConfig, input_size: int, mean, std):
@@ -188,13 +203,19 @@ def fit(data_dir: Path, cfg: TrainConfig, progress: Progress | None = None) -> F
     model = model.to(memory_format=torch.contiguous_format)
     final = evaluate(model, val_loader, nn.CrossEntropyLoss(), device)
     temperature = fit_temperature(final.logits, final.labels)
+    voted = evaluate_voted(model, val_loader, device)
+    tta_temperature = fit_temperature(voted.logits, voted.labels)
+    metrics = validation_metrics(final, temperature)
+    metrics.update({f"{k}_tta": v for k, v in validation_metrics(voted, tta_temperature).items()
+                    if k in ("val_accuracy", "val_nll", "val_nll_before_calibration", "ece", "ece_before_calibration")})
     return FitResult(
         model=model.cpu().eval(),
         temperature=temperature,
+        tta_temperature=tta_temperature,
         device=str(device),
         epochs_run=len(history),
         best_epoch=best_epoch,
         train_seconds=train_seconds,
         history=history,
-        metrics=validation_metrics(final, temperature),
+        metrics=metrics,
     )
