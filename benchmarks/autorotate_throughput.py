@@ -116,6 +116,12 @@ def main() -> None:
     print(f"(b)/(a) = {rate_flow / rate_naive:.1f}x faster than naive (target >= 5x); "
           f"floor/(b) = {floor_seq / rate_flow:.2f} (1-thread floor), {floor_par / rate_flow:.2f} "
           f"({cfg.read_workers}-thread floor) (target <= 2)")
+    for label, variant in (("--no-tta", dict(tta=False)), ("--saliency off", dict(saliency="off")),
+                           ("--no-tta --saliency off", dict(tta=False, saliency="off"))):
+        flow_rate(warm, cfg.model_copy(update=variant))  # load this variant once
+        rate, _ = flow_rate(paths[0].parent, cfg.model_copy(update=variant))
+        print(f"(b) with {label}: {rate:.2f} photos/s ({rate / rate_naive:.1f}x naive, "
+              f"{floor_seq / rate:.2f}x the 1-thread floor)")
 
     if not args.skip_rss:
         for n in (60, 600):
