@@ -13,7 +13,8 @@ then for each drill run:
    original as displayed turned by the journal's rotation (JPEG within rotate.py's tolerance)
    with the journal's sha256_after; none missing; none rotated twice (at most one 'done'
    change per path, made from the original bytes);
-4. undoes the final run by its report (which covers the killed runs it finished) and checks that
+4. undoes the final run by its report (which covers the killed runs it finished; a killed run
+   that had already written its own report is undone by that report) and checks that
    every file is byte-identical to its original again, which also readies the next drill run.
 
 Prints one summary line; exits 1 if anything was corrupt, lost, double-rotated or not restored.
@@ -262,7 +263,7 @@ def drill(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     for n in range(1, args.runs + 1):
         first_row = max((r["id"] for r in journal_rows(root)), default=0)
-        start = time.monotonic()
+        start, round_started = time.monotonic(), time.time()
         for _ in range(args.kills_per_run):
             seen = len(journal_rows(root))
             proc = cli.start(autorotate_args(root, model))
@@ -303,10 +304,14 @@ def drill(args: argparse.Namespace) -> int:
         run_ids = sorted({r["run_id"] for r in rows if r["state"] == "done"})
         rotated = sum(r["state"] == "done" for r in rows)
         totals["rotated"] += rotated
-        # undo: the final run's report alone (it adopted the killed runs' work)
-        urc, ulog = cli.run(["undo", str(report)])
-        if urc != 0:
-            problems.append(f"run {n}: `orient undo {report}` exited {urc}:\n{ulog[-2000:]}")
+        # undo: the final run's report (it adopted the killed runs' work), and the report of any
+        # killed run that had already finished (a kill landing after its report was written)
+        reports = [report] + sorted(p for p in (root / ".orient" / "reports").glob("*.parquet")
+                                    if p.stat().st_mtime >= round_started)
+        for path in reports:
+            urc, ulog = cli.run(["undo", str(path)])
+            if urc != 0:
+                problems.append(f"run {n}: `orient undo {path}` exited {urc}:\n{ulog[-2000:]}")
         now = archive_files(root)
         restored = sum(now.get(rel) == data for rel, data in originals.items())
         totals["restored"] += restored
@@ -320,7 +325,7 @@ def drill(args: argparse.Namespace) -> int:
     print(f"crash_resume: runs {totals['runs']}, kills {totals['kills']}, files checked {totals['checked']}, "
           f"rotated {totals['rotated']}, corrupt {totals['corrupt']}, lost {totals['lost']}, "
           f"double-rotated {totals['double']}, restored {totals['restored']}/{totals['checked']} "
-          "(by undoing each resumed run's report alone) "
+          "(by undoing the runs' reports) "
           f"({time.monotonic() - t0:.0f}s; logs in {work / 'logs'})")
     bad = totals["corrupt"] or totals["lost"] or totals["double"] or totals["restored"] != totals["checked"]
     return 1 if bad or problems else 0
@@ -341,7 +346,7 @@ def main() -> None:
     if args.seed is None:
         args.seed = random.randrange(1 << 30)
     if args.max_delay is None:
-        args.max_delay = 0.015 * args.photos
+        args.max_delay = 0.006 * args.photos  # about the time the default model takes to write them
     sys.exit(drill(args))
 
 

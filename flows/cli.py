@@ -186,6 +186,9 @@ def undo(
         fail(f"archive directory not found: {root}")
     with archive_lock(root, f"undo-{run_id}"), Archive(root) as arch:
         outcomes = arch.undo(run_id)
+    if not outcomes:
+        console.print(f"run {run_id} changed no files in {root}; nothing to undo")
+        return
     restored = sum(o.restored for o in outcomes)
     for o in outcomes:
         if not o.restored:

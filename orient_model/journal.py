@@ -233,6 +233,9 @@ class Journal:
         ).fetchall()
         return [r[0] for r in rows]
 
+    def is_finished(self, run_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
+
     def adopted_by(self, run_id: str) -> list[str]:
         rows = self.conn.execute("SELECT run_id FROM runs WHERE adopted_by = ?", (run_id,)).fetchall()
         return [r[0] for r in rows]
@@ -465,6 +468,8 @@ class Archive:
         runs = self.runs_undone_with(run_id)
         placeholders = ",".join("?" * len(runs))
         entries = self.journal.entries(f"run_id IN ({placeholders})", tuple(runs))
+        if not entries and self.journal.is_finished(run_id):
+            return []  # a finished run that changed no file: nothing to undo
         if not entries:
             known = ", ".join(self.journal.run_ids()[-5:]) or "none"
             raise JournalError(

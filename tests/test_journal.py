@@ -224,3 +224,21 @@ def test_atomic_write_leaves_no_temp_and_keeps_mode(tmp_path: Path) -> None:
     atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"new" and (target.stat().st_mode & 0o777) == 0o604
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_a_run_that_finishes_a_killed_run_undoes_its_work_too(archive: Archive) -> None:
+    sha_a = photo(archive.root / "a.jpg", 1)
+    sha_b = photo(archive.root / "b.jpg", 2)
+    archive.apply("a.jpg", 90, "lossless", "killed", sha_a)  # then killed: never finished
+    archive.adopt_unfinished("resumed")
+    archive.apply("b.jpg", 180, "lossless", "resumed", sha_b)
+    archive.finish("resumed")
+    assert archive.runs_undone_with("resumed") == ["resumed", "killed"]
+    assert archive.adopt_unfinished("later") == []  # adopted once, by the run that finished it
+    assert all(o.restored for o in archive.undo("resumed"))
+    assert sha256_file(archive.root / "a.jpg") == sha_a and sha256_file(archive.root / "b.jpg") == sha_b
+
+
+def test_undo_of_a_finished_run_that_changed_nothing_is_empty(archive: Archive) -> None:
+    archive.finish("idle")
+    assert archive.undo("idle") == []
