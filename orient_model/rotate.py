@@ -32,7 +32,7 @@ from typing import Literal
 
 import numpy as np
 import tifffile
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from orient_model import orientation as ori
 from orient_model.errors import OrientError
@@ -914,3 +914,25 @@ def _reencode_bmp(img: Image.Image, transform: ori.Transpose | None) -> bytes:
     buf = io.BytesIO()
     ori.apply(img, transform).save(buf, "BMP", **params)
     return buf.getvalue()
+
+
+def displayed_rotation_problem(original: bytes, now: bytes, rotation_cw: int) -> str | None:
+    """None if ``now``, as a viewer shows it, is ``original`` as shown turned ``rotation_cw``
+    degrees clockwise (within the JPEG tolerance); otherwise what is wrong. For audits."""
+
+    def displayed(data: bytes) -> np.ndarray:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+
+    try:
+        actual = displayed(now)
+    except Exception as exc:  # noqa: BLE001 - any decode failure is the finding
+        return f"does not decode: {exc}"
+    expected = np.rot90(displayed(original), k=-(rotation_cw // 90))
+    if actual.shape != expected.shape:
+        return f"shape {actual.shape}, expected {expected.shape}"
+    diff = np.abs(actual.astype(np.int16) - expected.astype(np.int16))
+    if diff.max(initial=0) > JPEG_LOSSLESS_TOLERANCE or diff.mean() > JPEG_LOSSLESS_MEAN_TOLERANCE:
+        return f"pixels differ from the rotated original by up to {diff.max()} (mean {diff.mean():.2f})"
+    return None

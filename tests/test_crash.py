@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image
 
 from orient_model.atomic import TMP_PREFIX
-from orient_model.rotate import JPEG_LOSSLESS_MEAN_TOLERANCE, JPEG_LOSSLESS_TOLERANCE
+from orient_model.rotate import displayed_rotation_problem
 from orient_model.synthetic import scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,27 +167,6 @@ def autorotate_args(root: Path, model: Path, report: Path | None = None) -> list
 # --------------------------------------------------------------------------- checks
 
 
-def displayed(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
-
-
-def check_rotated(original: bytes, now: bytes, rotation_cw: int) -> str | None:
-    """None if ``now`` shows the original turned ``rotation_cw`` degrees clockwise."""
-    try:
-        actual = displayed(now)
-    except Exception as exc:  # noqa: BLE001 - any decode failure is the finding
-        return f"does not decode: {exc}"
-    expected = np.rot90(displayed(original), k=-(rotation_cw // 90))
-    if actual.shape != expected.shape:
-        return f"shape {actual.shape}, expected {expected.shape}"
-    diff = np.abs(actual.astype(np.int16) - expected.astype(np.int16))
-    if diff.max(initial=0) > JPEG_LOSSLESS_TOLERANCE or diff.mean() > JPEG_LOSSLESS_MEAN_TOLERANCE:
-        return f"pixels differ from the rotated original by up to {diff.max()} (mean {diff.mean():.2f})"
-    return None
-
-
 def audit(root: Path, originals: dict[str, bytes], final: bool = True) -> dict[str, list[str]]:
     """Every file original or verified rotated, none lost, none rotated twice.
 
@@ -228,7 +207,7 @@ def audit(root: Path, originals: dict[str, bytes], final: bool = True) -> dict[s
             problems["double"].append(f"{rel}: rotated from a non-original state (run {entry['run_id']})")
         elif entry["sha256_after"] != sha(now):
             problems["corrupt"].append(f"{rel}: hash is not the journal's sha256_after")
-        elif why := check_rotated(original, now, entry["rotation_cw"]):
+        elif why := displayed_rotation_problem(original, now, entry["rotation_cw"]):
             problems["corrupt"].append(f"{rel}: {why}")
     return problems
 
