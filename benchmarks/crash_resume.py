@@ -31,7 +31,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -44,10 +43,10 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from orient_model.journal import archive_contents, read_journal  # noqa: E402
 from orient_model.rotate import displayed_rotation_problem  # noqa: E402
 from orient_model.synthetic import scene, write_scenes  # noqa: E402
 
-STATE = ".orient"
 SIZES = [(320, 240), (256, 192), (480, 320), (301, 227), (250, 187), (333, 250)]  # aligned, odd
 
 
@@ -87,35 +86,6 @@ def make_archive(root: Path, n: int, seed: int) -> dict[str, bytes]:
         (root / rel).write_bytes(buf.getvalue())
         originals[rel] = buf.getvalue()
     return originals
-
-
-def archive_files(root: Path) -> dict[str, bytes]:
-    out = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if path.is_file() and not rel.startswith(STATE + "/"):
-            out[rel] = path.read_bytes()
-    return out
-
-
-def journal_rows(root: Path) -> list[dict]:
-    path = root / STATE / "journal.sqlite"
-    if not path.exists():
-        return []
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            cur = conn.execute("SELECT id, run_id, rel_path, rotation_cw, sha256_before, sha256_after, state "
-                               "FROM changes ORDER BY id")
-            names = [c[0] for c in cur.description]
-            rows = [dict(zip(names, r, strict=True)) for r in cur]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return []
-    for row in rows:
-        row["rel_path"] = os.fsdecode(bytes(row["rel_path"]))
-    return rows
 
 
 # --------------------------------------------------------------------------- processes
@@ -194,10 +164,10 @@ def ensure_model(choice: str, work: Path, cli: Cli) -> str:
 def audit(root: Path, originals: dict[str, bytes], first_row: int) -> dict[str, list[str]]:
     """After a completed run: every file original or verified rotated, none lost, none twice."""
     found = {"corrupt": [], "lost": [], "double": []}
-    files = archive_files(root)
+    files = archive_contents(root)
     found["lost"] = sorted(set(originals) - set(files))
     found["corrupt"] += [f"{p}: unexpected file (temporary file left?)" for p in sorted(set(files) - set(originals))]
-    rows = [r for r in journal_rows(root) if r["id"] > first_row]
+    rows = [r for r in read_journal(root) if r["id"] > first_row]
     found["corrupt"] += [f"{r['rel_path']}: journal row left planned" for r in rows if r["state"] == "planned"]
     done: dict[str, list[dict]] = {}
     for r in rows:
@@ -242,10 +212,10 @@ def drill(args: argparse.Namespace) -> int:
     problems: list[str] = []
     t0 = time.monotonic()
     for n in range(1, args.runs + 1):
-        first_row = max((r["id"] for r in journal_rows(root)), default=0)
+        first_row = max((r["id"] for r in read_journal(root)), default=0)
         start, round_started = time.monotonic(), time.time()
         for _ in range(args.kills_per_run):
-            seen = len(journal_rows(root))
+            seen = len(read_journal(root))
             proc = cli.start(autorotate_args(root, model))
             if rng.random() < 0.2:  # any moment: start-up, prediction or apply
                 delay = rng.uniform(0.5, 15.0)
@@ -253,7 +223,7 @@ def drill(args: argparse.Namespace) -> int:
                 when = f"{delay:.2f}s after start"
             else:  # while writing: a random delay after its first journal row
                 delay = rng.uniform(0, args.max_delay)
-                while proc.poll() is None and len(journal_rows(root)) <= seen:
+                while proc.poll() is None and len(read_journal(root)) <= seen:
                     time.sleep(0.005)
                 time.sleep(delay)
                 when = f"{delay:.2f}s into apply"
@@ -266,7 +236,7 @@ def drill(args: argparse.Namespace) -> int:
             cli.kill(proc)
             cli.finish(proc)
             totals["kills"] += 1
-            rows = [r for r in journal_rows(root) if r["id"] > first_row]
+            rows = [r for r in read_journal(root) if r["id"] > first_row]
             print(f"  run {n}: killed {when}; journal so far: {sum(r['state'] == 'done' for r in rows)} done, "
                   f"{sum(r['state'] == 'planned' for r in rows)} planned", flush=True)
         report = work / f"run{n}.parquet"
@@ -280,7 +250,7 @@ def drill(args: argparse.Namespace) -> int:
             problems += [f"run {n}: {key}: {item}" for item in items]
         totals["checked"] += len(originals)
         totals["runs"] += 1
-        rows = [r for r in journal_rows(root) if r["id"] > first_row]
+        rows = [r for r in read_journal(root) if r["id"] > first_row]
         run_ids = sorted({r["run_id"] for r in rows if r["state"] == "done"})
         rotated = sum(r["state"] == "done" for r in rows)
         totals["rotated"] += rotated
@@ -292,7 +262,7 @@ def drill(args: argparse.Namespace) -> int:
             urc, ulog = cli.run(["undo", str(path)])
             if urc != 0:
                 problems.append(f"run {n}: `orient undo {path}` exited {urc}:\n{ulog[-2000:]}")
-        now = archive_files(root)
+        now = archive_contents(root)
         restored = sum(now.get(rel) == data for rel, data in originals.items())
         totals["restored"] += restored
         problems += [f"run {n}: not restored: {rel}" for rel, data in originals.items() if now.get(rel) != data]

@@ -1,6 +1,5 @@
 """The main job, as an archivist's runbook: ingest -> predict -> apply -> report."""
 
-
 import functools
 import json
 import os

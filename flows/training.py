@@ -1,6 +1,5 @@
 """Flows that make training copies and train (or load) an orientation model."""
 
-
 import json
 import shlex
 import sys

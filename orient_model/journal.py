@@ -523,3 +523,37 @@ def _read(path: Path, rel_path: str) -> bytes:
         raise RotateError(f"{rel_path}: permission denied reading the file") from None
     except OSError as exc:
         raise RotateError(f"{rel_path}: cannot read the file ({exc})") from exc
+
+
+def read_journal(root: str | os.PathLike[str]) -> list[dict]:
+    """A read-only snapshot of an archive's journal, safe while a run is writing to it (audits,
+    drills); ``[]`` before the first change."""
+    path = state_dir(root) / "journal.sqlite"
+    if not path.exists():
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            cur = conn.execute(
+                "SELECT id, run_id, rel_path, rotation_cw, method, sha256_before, sha256_after, "
+                "state FROM changes ORDER BY id"
+            )
+            names = [c[0] for c in cur.description]
+            rows = [dict(zip(names, r, strict=True)) for r in cur]
+        finally:
+            conn.close()
+    except sqlite3.Error:  # not created yet, or mid-creation
+        return []
+    for row in rows:
+        row["rel_path"] = os.fsdecode(bytes(row["rel_path"]))
+    return rows
+
+
+def archive_contents(root: str | os.PathLike[str]) -> dict[str, bytes]:
+    """Every file's bytes by relative path, the state folder left out (audits, drills)."""
+    root = Path(root)
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.relative_to(root).parts[0] != STATE_DIRNAME
+    }

@@ -25,7 +25,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -36,11 +35,11 @@ import pytest
 from PIL import Image
 
 from orient_model.atomic import TMP_PREFIX
+from orient_model.journal import STATE_DIRNAME, archive_contents, read_journal
 from orient_model.rotate import displayed_rotation_problem
 from orient_model.synthetic import scene
 
 REPO = Path(__file__).resolve().parents[1]
-STATE = ".orient"
 
 
 
@@ -78,38 +77,6 @@ def make_archive(root: Path, n: int, seed: int) -> dict[str, bytes]:
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def archive_files(root: Path) -> dict[str, bytes]:
-    out = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if path.is_file() and not rel.startswith(STATE + "/"):
-            out[rel] = path.read_bytes()
-    return out
-
-
-def journal_rows(root: Path) -> list[dict]:
-    """The journal as the archive holds it now (read-only; [] before the first change)."""
-    path = root / STATE / "journal.sqlite"
-    if not path.exists():
-        return []
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            cur = conn.execute(
-                "SELECT id, run_id, rel_path, rotation_cw, method, sha256_before, sha256_after, "
-                "state FROM changes ORDER BY id"
-            )
-            names = [c[0] for c in cur.description]
-            rows = [dict(zip(names, r, strict=True)) for r in cur]
-        finally:
-            conn.close()
-    except sqlite3.Error:  # not created yet, or mid-creation
-        return []
-    for row in rows:
-        row["rel_path"] = os.fsdecode(bytes(row["rel_path"]))
-    return rows
 
 
 # --------------------------------------------------------------------------- processes
@@ -175,12 +142,12 @@ def audit(root: Path, originals: dict[str, bytes], final: bool = True) -> dict[s
     both. After a completed run neither may remain.
     """
     problems: dict[str, list[str]] = {"corrupt": [], "lost": [], "double": [], "journal": []}
-    files = archive_files(root)
+    files = archive_contents(root)
     problems["lost"] = sorted(set(originals) - set(files))
     temps = {rel for rel in files if Path(rel).name.startswith(TMP_PREFIX)}
     extra = sorted(set(files) - set(originals) - (set() if final else temps))
     problems["corrupt"] += [f"{p}: unexpected file" for p in extra]
-    rows = journal_rows(root)
+    rows = read_journal(root)
     if final:
         problems["journal"] += [f"{r['rel_path']}: left {r['state']!r}" for r in rows if r["state"] == "planned"]
     by_path: dict[str, list[dict]] = {}
@@ -232,11 +199,11 @@ def test_kill_9_during_apply_then_resume_then_undo(tiny_model: Path, tmp_path: P
 
     kills, start, drill = 0, time.monotonic(), []
     for attempt in range(3):
-        rows_before = len(journal_rows(root))
+        rows_before = len(read_journal(root))
         proc = start_cli(autorotate_args(root, tiny_model), tmp_path, f"killed{attempt}")
         delay = rng.uniform(0.0, 0.12)  # early in the writing, so later attempts still find work
         while proc.poll() is None and time.monotonic() - start < 75:
-            if len(journal_rows(root)) > rows_before:  # this run is writing: kill it soon
+            if len(read_journal(root)) > rows_before:  # this run is writing: kill it soon
                 time.sleep(delay)
                 break
             time.sleep(0.005)
@@ -247,7 +214,7 @@ def test_kill_9_during_apply_then_resume_then_undo(tiny_model: Path, tmp_path: P
         kill_group(proc)
         kills += 1
         finish(proc)
-        states = [r["state"] for r in journal_rows(root)[rows_before:]]
+        states = [r["state"] for r in read_journal(root)[rows_before:]]
         drill.append(f"kill {kills} at {time.monotonic() - start:.1f}s (+{delay:.3f}s): "
                      f"{states.count('done')} done, {states.count('planned')} planned")
         mid = audit(root, originals, final=False)  # the killed state itself must already be safe
@@ -261,9 +228,9 @@ def test_kill_9_during_apply_then_resume_then_undo(tiny_model: Path, tmp_path: P
     problems = audit(root, originals)
     assert problems == {"corrupt": [], "lost": [], "double": [], "journal": []}, f"{ctx} {problems}"
 
-    rows = journal_rows(root)
+    rows = read_journal(root)
     done = [r for r in rows if r["state"] == "done"]
-    rotated_now = {rel for rel, data in archive_files(root).items() if sha(data) != sha(originals[rel])}
+    rotated_now = {rel for rel, data in archive_contents(root).items() if sha(data) != sha(originals[rel])}
     assert rotated_now == {r["rel_path"] for r in done} and len(rotated_now) >= 10, ctx
     killed_runs = {r["run_id"] for r in done} - {json.loads(report.with_suffix(".json").read_text())["run_id"]}
 
@@ -273,8 +240,8 @@ def test_kill_9_during_apply_then_resume_then_undo(tiny_model: Path, tmp_path: P
     rc, _, err = run_cli(["undo", str(report)], tmp_path, "undo-final")
     assert rc == 0, f"{ctx} {err[-2000:]}"
     assert "Traceback" not in err and final["run_id"]
-    assert archive_files(root) == originals, f"undo did not restore every original {ctx}"
-    assert {r["state"] for r in journal_rows(root)} <= {"undone", "abandoned"}
+    assert archive_contents(root) == originals, f"undo did not restore every original {ctx}"
+    assert {r["state"] for r in read_journal(root)} <= {"undone", "abandoned"}
     assert time.monotonic() - start < 120
 
 
@@ -283,7 +250,7 @@ def test_second_concurrent_run_fails_with_one_line_naming_the_holder(tiny_model:
     root = tmp_path / "archive"
     originals = make_archive(root, 8, seed=5)
     first = start_cli(autorotate_args(root, tiny_model), tmp_path, "first")
-    lock_info = root / STATE / "lock.json"
+    lock_info = root / STATE_DIRNAME / "lock.json"
     deadline = time.monotonic() + 60
     while not lock_info.exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -300,4 +267,4 @@ def test_second_concurrent_run_fails_with_one_line_naming_the_holder(tiny_model:
     assert f"pid {first.pid}" in line and holder["run_id"] in line, line
     rc, _, err = finish(first)
     assert rc == 0, err[-2000:]
-    assert set(archive_files(root)) == set(originals)
+    assert set(archive_contents(root)) == set(originals)
