@@ -23,8 +23,8 @@ from PIL import Image
 
 from orient_model.config import AutorotateConfig
 from orient_model.imageio import center_square, load_upright
-from orient_model.predict import Predictor
-from orient_model.registry import load_model
+from orient_model.model.predict import Predictor
+from orient_model.model.registry import load_model
 from orient_model.synthetic import scene, write_scenes
 
 CAP = AutorotateConfig().max_pixels

@@ -43,8 +43,11 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orient_model.journal import archive_contents, read_journal  # noqa: E402
-from orient_model.rotate import displayed_rotation_problem  # noqa: E402
+from orient_model.archive.audit import (  # noqa: E402
+    archive_contents,
+    displayed_rotation_problem,  # noqa: E402
+    read_journal,
+)
 from orient_model.synthetic import scene, write_scenes  # noqa: E402
 
 SIZES = [(320, 240), (256, 192), (480, 320), (301, 227), (250, 187), (333, 250)]  # aligned, odd
@@ -188,7 +191,7 @@ def audit(root: Path, originals: dict[str, bytes], first_row: int) -> dict[str, 
             found["double"].append(f"{rel}: rotated from a state that was not the original")
         elif changes[0]["sha256_after"] != sha(now):
             found["corrupt"].append(f"{rel}: hash differs from the journal's sha256_after")
-        elif why := displayed_rotation_problem(original, now, changes[0]["rotation_cw"]):
+        elif why := displayed_rotation_problem(original, now, changes[0]["rotation_deg"]):
             found["corrupt"].append(f"{rel}: {why}")
     return found
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 from orient_model.config import TrainConfig, TrainingSetConfig
-from orient_model.device import resolve_device
-from orient_model.models import ARCHS, build_model
+from orient_model.model.architectures import ARCHS, build_model
+from orient_model.model.device import resolve_device
+from orient_model.model.train import fit
 from orient_model.synthetic import write_scenes
-from orient_model.train import fit
 from orient_model.training_set import find_photos, process_source
 
 

@@ -13,16 +13,17 @@ from prefect.runtime import flow_run
 
 from flows.errors import fail_cleanly
 from flows.progress import RunProgress
-from orient_model.atomic import atomic_write_bytes
+from orient_model.archive.atomic import atomic_write_bytes
+from orient_model.archive.changes import Archive, archive_lock
+from orient_model.archive.journal import JournalError
+from orient_model.archive.walk import ArchiveEntry, walk_archive
 from orient_model.config import AutorotateConfig
-from orient_model.ingest import ArchiveEntry, walk_archive
-from orient_model.journal import Archive, archive_lock
+from orient_model.errors import OrientError
+from orient_model.model.evidence import SaliencyRenderer
+from orient_model.model.predict import Predictor
+from orient_model.model.registry import load_model, resolve_model_path
 from orient_model.pipeline import batched, predict_entries
-from orient_model.predict import Predictor
-from orient_model.registry import load_model, resolve_model_path
 from orient_model.report import ReportRow, summarize, summary_markdown, write_report
-from orient_model.rotate import RotateError
-from orient_model.saliency import SaliencyRenderer
 
 CHUNK = 256  # photos per prediction task: one progress step in the UI
 
@@ -67,8 +68,10 @@ def apply_changes(root: str, rows: list[ReportRow], method: str, run_id: str, ou
                     row.applied, row.method, row.sha256_after = result.applied, result.method, result.sha256_after
                     row.note = result.note or row.note
                 elif out_dir and row.action in ("keep", "flag"):
-                    archive.mirror(rel, Path(out_dir), row.sha256_before)
-            except (RotateError, OSError) as exc:
+                    archive.mirror(rel, Path(out_dir), row.sha256_before, run_id)
+            except JournalError:
+                raise
+            except (OrientError, OSError) as exc:
                 row.action, row.error = "error", f"not rotated: {exc}"
                 logger.warning(f"{row.path}: {row.error}")
             row.apply_ms = (time.perf_counter() - start) * 1000

@@ -147,7 +147,7 @@ def autorotate(
         fail(f"archive directory not found: {archive_dir}")
     if out_dir is not None and cfg.apply == "none":
         fail("--out-dir writes corrected copies, so it needs --apply lossless or --apply exif")
-    from orient_model.registry import read_checkpoint, resolve_model_path
+    from orient_model.model.registry import read_checkpoint, resolve_model_path
 
     read_checkpoint(resolve_model_path(cfg.model))  # a bad model fails here, before any work
     from flows.autorotate import autorotate as autorotate_flow
@@ -170,31 +170,29 @@ def print_summary(summary: dict) -> None:
 def undo(
     report_or_run_id: Annotated[str, typer.Argument(help="a run's Parquet report, or its run id")],
     archive: Annotated[Path | None, typer.Option(help="archive folder (needed with a run id)")] = None,
+    path: Annotated[list[str] | None, typer.Option("--path", help="undo only this file (relative path; repeat)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be restored; change nothing")] = False,
 ) -> None:
-    """Restore every file a run changed to its byte-identical original."""
-    from orient_model.journal import Archive, archive_lock
-    from orient_model.report import read_report, run_config_of
+    """Restore every file a run changed to its byte-identical original (again: a no-op)."""
+    from orient_model.archive.undo import undo_run
 
-    if Path(report_or_run_id).is_file():
-        run_config = run_config_of(read_report(Path(report_or_run_id)))
-        run_id, root = run_config["run_id"], Path(archive or run_config["archive"])
+    result = undo_run(report_or_run_id, archive, path, dry_run, announce=lambda line: console.print(line, highlight=False))
+    for o in result.outcomes:
+        where = o.rel_path if o.target_root is None else f"{o.target_root}/{o.rel_path}"
+        if not o.ok:
+            err.print(f"[yellow]not restored:[/] {where}: {o.message}", highlight=False)
+        elif o.status != "already":
+            console.print(f"{o.status}: {where}", highlight=False)
+    done = sum(o.status in ("restored", "removed") for o in result.outcomes)
+    if not result.outcomes or result.nothing_to_do:
+        console.print(f"run {result.run_id}: nothing left to undo in {result.root}", highlight=False)
+    elif dry_run:
+        console.print(f"run {result.run_id}: {len(result.outcomes) - len(result.refused)} of "
+                      f"{len(result.outcomes)} changed files would be restored (dry run)", highlight=False)
     else:
-        if archive is None:
-            fail("give --archive DIR with a run id (or pass the run's report file instead)")
-        run_id, root = report_or_run_id, archive
-    if not root.is_dir():
-        fail(f"archive directory not found: {root}")
-    with archive_lock(root, f"undo-{run_id}"), Archive(root) as arch:
-        outcomes = arch.undo(run_id)
-    if not outcomes:
-        console.print(f"run {run_id} changed no files in {root}; nothing to undo")
-        return
-    restored = sum(o.restored for o in outcomes)
-    for o in outcomes:
-        if not o.restored:
-            err.print(f"[yellow]not restored:[/] {o.rel_path}: {o.message}", highlight=False)
-    console.print(f"run {run_id}: restored {restored} of {len(outcomes)} changed files in {root}")
-    if restored < len(outcomes):
+        console.print(f"run {result.run_id}: restored {done} of {len(result.outcomes)} changed files in "
+                      f"{result.root}", highlight=False)
+    if result.refused:
         raise typer.Exit(1)
 
 

@@ -12,11 +12,11 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.errors import fail_cleanly
 from flows.progress import RunProgress
-from orient_model.atomic import atomic_write_bytes, sha256_file
+from orient_model.archive.atomic import atomic_write_bytes, sha256_file
 from orient_model.config import TrainConfig, TrainingSetConfig
-from orient_model.models import ARCHS
-from orient_model.registry import find_trained, save_model, training_key
-from orient_model.train import TrainingError, fit
+from orient_model.model.architectures import ARCHS
+from orient_model.model.registry import find_trained, save_model, training_key
+from orient_model.model.train import TrainingError, fit
 from orient_model.training_set import (
     ManifestRow,
     find_photos,

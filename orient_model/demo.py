@@ -16,8 +16,6 @@ from PIL import Image
 
 from orient_model import orientation
 
-EXIF_ORIENTATION_TAG = 0x0112
-
 
 @dataclass(frozen=True)
 class DemoPhoto:
@@ -56,7 +54,7 @@ DEMO_PHOTOS = (
 def _jpeg(img: Image.Image, exif_orientation: int = 1) -> bytes:
     exif = Image.Exif()
     if exif_orientation != 1:
-        exif[EXIF_ORIENTATION_TAG] = exif_orientation
+        exif[orientation.EXIF_ORIENTATION_TAG] = exif_orientation
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=90, exif=exif.tobytes(), dpi=(300, 300))
     return buf.getvalue()
@@ -75,7 +73,7 @@ def build_demo_archive(folder: Path | str, seed: int = 7) -> dict[str, int]:
     truth: dict[str, int] = {}
     for photo in DEMO_PHOTOS:
         upright = photo.load()
-        for n, angle in enumerate(int(a) for a in rng.permutation(orientation.ANGLES)):
+        for n, angle in enumerate(int(a) for a in rng.permutation(orientation.ROTATIONS)):
             name = f"{photo.name}_{n + 1}"
             shown = orientation.apply(upright, orientation.COUNTER_CLOCKWISE[angle])
             box = "box-1" if rng.random() < 0.5 else "box-2"

@@ -23,7 +23,6 @@ Image.MAX_IMAGE_PIXELS = None
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 SUPPORTED_FORMATS = ("JPEG", "MPO", "TIFF", "PNG", "WEBP", "BMP")
-EXIF_ORIENTATION_TAG = 0x0112
 
 
 class ImageReadError(OrientError):
@@ -44,7 +43,7 @@ class ImageInfo:
 
 def _raw_exif_orientation(img: Image.Image) -> int | None:
     try:
-        value = img.getexif().get(EXIF_ORIENTATION_TAG)
+        value = img.getexif().get(orientation.EXIF_ORIENTATION_TAG)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not hide the photo
         return None
     return value

@@ -19,8 +19,11 @@ from PIL import Image
 
 Transpose = Image.Transpose
 
-ANGLES: tuple[int, ...] = (0, 90, 180, 270)
+# The four values of ``rotation_deg``; a model's class index is ``rotation_deg // 90``.
+ROTATIONS: tuple[int, ...] = (0, 90, 180, 270)
+# Folder names of the four classes in a training set (ImageFolder layout).
 CLASS_NAMES: tuple[str, ...] = ("000", "090", "180", "270")
+EXIF_ORIENTATION_TAG = 0x0112
 
 # EXIF Orientation tag value -> the transform that turns stored pixels into the displayed image.
 EXIF_TRANSFORMS: dict[int, Transpose | None] = {
@@ -65,9 +68,9 @@ JPEGTRAN_ARGS: dict[Transpose | None, list[str]] = {
 _ELEMENTS: tuple[Transpose | None, ...] = tuple(EXIF_TRANSFORMS.values())
 
 
-def label_of(angle: int) -> int:
-    """Class index of an angle in degrees (0, 90, 180, 270)."""
-    return ANGLES.index(int(angle) % 360)
+def class_index(rotation_deg: int) -> int:
+    """A model's class index for a rotation in degrees (0, 90, 180, 270)."""
+    return ROTATIONS.index(int(rotation_deg) % 360)
 
 
 def apply(img: Image.Image, transform: Transpose | None) -> Image.Image:
@@ -127,17 +130,17 @@ def exif_value_of(transform: Transpose | None) -> int:
     raise AssertionError("every D4 element is an EXIF orientation")  # pragma: no cover
 
 
-def exif_after_rotation(exif_orientation: int, rotation_cw: int) -> int:
-    """EXIF value that shows the photo rotated ``rotation_cw`` more degrees clockwise."""
-    return exif_value_of(compose(EXIF_TRANSFORMS[exif_orientation], CLOCKWISE[rotation_cw % 360]))
+def exif_after_rotation(exif_orientation: int, rotation_deg: int) -> int:
+    """EXIF value that shows the photo rotated ``rotation_deg`` more degrees clockwise."""
+    return exif_value_of(compose(EXIF_TRANSFORMS[exif_orientation], CLOCKWISE[rotation_deg % 360]))
 
 
-def pixel_transform(exif_orientation: int, rotation_cw: int) -> Transpose | None:
+def pixel_transform(exif_orientation: int, rotation_deg: int) -> Transpose | None:
     """Transform of the stored pixels that bakes in EXIF orientation plus a clockwise rotation.
 
     After applying it, the file is stored upright and its EXIF Orientation must be 1.
     """
-    return compose(EXIF_TRANSFORMS[exif_orientation], CLOCKWISE[rotation_cw % 360])
+    return compose(EXIF_TRANSFORMS[exif_orientation], CLOCKWISE[rotation_deg % 360])
 
 
 def valid_exif_orientation(value: object) -> bool:

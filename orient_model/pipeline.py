@@ -16,13 +16,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from orient_model.atomic import sha256_bytes
+from orient_model.archive.atomic import sha256_bytes
+from orient_model.archive.walk import ArchiveEntry
 from orient_model.config import AutorotateConfig
 from orient_model.imageio import ImageReadError, center_square, inspect_image, load_upright
-from orient_model.ingest import ArchiveEntry
-from orient_model.predict import Predictor, decide
+from orient_model.model.evidence import SaliencyRenderer, thumbnail_png
+from orient_model.model.predict import Predictor, decide
 from orient_model.report import ReportRow
-from orient_model.saliency import SaliencyRenderer, thumbnail_png
 
 AlreadyRotated = Callable[[str], str | None]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orient_model.atomic import atomic_write_bytes
+from orient_model.archive.atomic import atomic_write_bytes
 
 ACTIONS = ("rotate", "flag", "keep", "skip", "error")
 METHODS = ("lossless", "exif", "reencode", "none")

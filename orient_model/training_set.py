@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orient_model import orientation
-from orient_model.atomic import atomic_write_bytes, sha256_file
+from orient_model.archive.atomic import atomic_write_bytes, sha256_file
 from orient_model.config import TrainingSetConfig
 from orient_model.imageio import ImageReadError, center_square, load_upright
 
@@ -83,7 +83,7 @@ def make_copies(source: Path, sha256: str, out_dir: Path, cfg: TrainingSetConfig
     rows: list[ManifestRow] = []
     pending = []
     for crop in range(cfg.crops_per_photo):
-        for angle, name in zip(orientation.ANGLES, orientation.CLASS_NAMES):
+        for angle, name in zip(orientation.ROTATIONS, orientation.CLASS_NAMES):
             rel = Path(split) / name / copy_name(sha256, crop)
             rows.append(ManifestRow(str(source), sha256, split, angle, crop, rel.as_posix()))
             if not (out_dir / rel).exists():

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from orient_model.calibration import fit_temperature
-from orient_model.data import CopiesDataset
-from orient_model.registry import DEFAULT_MODEL_DIR, load_model
-from orient_model.train import evaluate, evaluate_voted, validation_metrics
+from orient_model.model.calibration import fit_temperature
+from orient_model.model.data import CopiesDataset
+from orient_model.model.registry import DEFAULT_MODEL_DIR, load_model
+from orient_model.model.train import evaluate, evaluate_voted, validation_metrics
 
 MAX_BYTES = 20 * 1024 * 1024
 

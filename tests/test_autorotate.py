@@ -32,7 +32,7 @@ def archive(tmp_path) -> tuple[Path, dict[str, int]]:
     rng = np.random.default_rng(2024)
     truth = {}
     for i in range(16):
-        angle = ori.ANGLES[i % 4]
+        angle = ori.ROTATIONS[i % 4]
         turned = ori.apply(scene(rng, 320, 240), ori.COUNTER_CLOCKWISE[angle])
         rel = f"box/scan {i:02d}." + ("png" if i % 7 == 3 else "tif" if i % 7 == 5 else "jpg")
         if rel.endswith("jpg"):
@@ -89,7 +89,7 @@ def test_autorotate_reports_every_file_and_recovers_known_rotations(prefect_serv
             sal = Image.open(io.BytesIO(row["saliency_png"]))
             assert thumb.format == sal.format == "PNG" and max(thumb.size) <= 256
         if row["confidence"] is not None:
-            probs = [row[f"prob_{a}"] for a in ori.ANGLES]
+            probs = [row[f"prob_{a}"] for a in ori.ROTATIONS]
             assert sum(probs) == pytest.approx(1, abs=1e-4) and row["confidence"] == max(probs)
     assert not any(r["applied"] for r in rows.values())
     assert summary["counts"]["error"] == 2

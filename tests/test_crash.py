@@ -34,9 +34,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orient_model.atomic import TMP_PREFIX
-from orient_model.journal import STATE_DIRNAME, archive_contents, read_journal
-from orient_model.rotate import displayed_rotation_problem
+from orient_model.archive.atomic import TMP_PREFIX
+from orient_model.archive.audit import archive_contents, displayed_rotation_problem, read_journal
+from orient_model.archive.paths import STATE_DIRNAME
 from orient_model.synthetic import scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,7 +174,7 @@ def audit(root: Path, originals: dict[str, bytes], final: bool = True) -> dict[s
             problems["double"].append(f"{rel}: rotated from a non-original state (run {entry['run_id']})")
         elif entry["sha256_after"] != sha(now):
             problems["corrupt"].append(f"{rel}: hash is not the journal's sha256_after")
-        elif why := displayed_rotation_problem(original, now, entry["rotation_cw"]):
+        elif why := displayed_rotation_problem(original, now, entry["rotation_deg"]):
             problems["corrupt"].append(f"{rel}: {why}")
     return problems
 

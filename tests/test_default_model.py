@@ -10,8 +10,8 @@ import pytest
 from orient_model import orientation as ori
 from orient_model.demo import DEMO_PHOTOS
 from orient_model.imageio import center_square
-from orient_model.predict import Predictor
-from orient_model.registry import DEFAULT_MODEL_DIR, load_model
+from orient_model.model.predict import Predictor
+from orient_model.model.registry import DEFAULT_MODEL_DIR, load_model
 
 RESERVED = ("plasma-workspace-wallpapers", "mate-backgrounds", "lomiri-wallpapers-20.04", "opencv-doc",
             "visp-images-data")
@@ -39,11 +39,11 @@ def test_default_model_orients_the_held_out_demo_photos():
     views, truth = [], []
     for photo in DEMO_PHOTOS:
         upright = photo.load()
-        for angle in ori.ANGLES:
+        for angle in ori.ROTATIONS:
             views.append(center_square(ori.apply(upright, ori.COUNTER_CLOCKWISE[angle]), loaded.input_size))
             truth.append(angle)
     probs = predictor.probabilities(views)
-    correct = sum(ori.ANGLES[int(p.argmax())] == t for p, t in zip(probs, truth))
+    correct = sum(ori.ROTATIONS[int(p.argmax())] == t for p, t in zip(probs, truth))
     assert correct / len(truth) >= 0.75, f"{correct}/{len(truth)}"
 
 

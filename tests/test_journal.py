@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orient_model.atomic import TMP_PREFIX, atomic_write_bytes, sha256_bytes, sha256_file
-from orient_model.journal import STATE_DIRNAME, Archive, ArchiveLocked, JournalError, archive_lock
-from orient_model.rotate import RotateError
+from orient_model.archive.atomic import TMP_PREFIX, atomic_write_bytes, sha256_bytes, sha256_file
+from orient_model.archive.changes import Archive, ReadOnlyFile, archive_lock
+from orient_model.archive.journal import JournalError
+from orient_model.archive.lock import ArchiveLocked
+from orient_model.archive.paths import STATE_DIRNAME, ChangedSinceRead, OutsideArchive
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,7 +65,7 @@ def test_apply_rotates_backs_up_and_undo_restores_identical_bytes(archive: Archi
     [entry] = archive.entries("run-a")
     assert entry.state == "done" and entry.rel_path == "1961/wedding.jpg"
     outcomes = archive.undo("run-a")
-    assert [o.restored for o in outcomes] == [True]
+    assert [o.status for o in outcomes] == ["restored"]
     assert sha256_file(path) == sha and path.read_bytes() == original
     assert archive.entries("run-a")[0].state == "undone"
 
@@ -87,10 +89,10 @@ def test_undo_refuses_a_file_changed_after_rotation(archive: Archive) -> None:
     changed.write_bytes(changed.read_bytes() + b"edited in Photoshop")
     edited = changed.read_bytes()
     outcomes = {o.rel_path: o for o in archive.undo("run-a")}
-    assert not outcomes["changed.jpg"].restored
+    assert outcomes["changed.jpg"].status == "refused"
     assert "changed since run 'run-a' rotated it" in outcomes["changed.jpg"].message
     assert changed.read_bytes() == edited
-    assert outcomes["kept.jpg"].restored and sha256_file(kept) == sha_k
+    assert outcomes["kept.jpg"].status == "restored" and sha256_file(kept) == sha_k
 
 
 def test_undo_of_unknown_run_says_so(archive: Archive) -> None:
@@ -102,7 +104,7 @@ def test_file_changed_since_read_is_not_touched(archive: Archive) -> None:
     path = archive.root / "a.jpg"
     photo(path)
     before = path.read_bytes()
-    with pytest.raises(RotateError, match="changed since it was read"):
+    with pytest.raises(ChangedSinceRead, match="changed since it was read"):
         archive.apply("a.jpg", 90, "lossless", "run-a", "0" * 64)
     assert path.read_bytes() == before and archive.entries() == []
 
@@ -113,7 +115,7 @@ def test_symlink_leading_outside_the_archive_is_refused(archive: Archive, tmp_pa
     (archive.root / "link.jpg").symlink_to(outside)
     (archive.root / "linkdir").symlink_to(outside.parent)
     for rel in ("link.jpg", "linkdir/b.jpg", "../elsewhere/b.jpg"):
-        with pytest.raises(RotateError, match="outside the archive"):
+        with pytest.raises(OutsideArchive, match="symbolic link|outside the archive"):
             archive.apply(rel, 90, "lossless", "run-a", sha)
     assert sha256_file(outside) == sha
 
@@ -122,7 +124,7 @@ def test_read_only_file_is_refused_and_untouched(archive: Archive) -> None:
     path = archive.root / "ro.jpg"
     sha = photo(path)
     path.chmod(0o444)
-    with pytest.raises(RotateError, match="read-only"):
+    with pytest.raises(ReadOnlyFile, match="read-only"):
         archive.apply("ro.jpg", 90, "lossless", "run-a", sha)
     assert sha256_file(path) == sha and archive.entries() == []
 
@@ -135,7 +137,7 @@ def test_permissions_and_odd_names_survive(archive: Archive) -> None:
     archive.apply(name, 270, "lossless", "run-a", sha)
     assert (path.stat().st_mode & 0o777) == 0o640
     assert archive.entries("run-a")[0].rel_path == name
-    assert archive.undo("run-a")[0].restored and sha256_file(path) == sha
+    assert archive.undo("run-a")[0].status == "restored" and sha256_file(path) == sha
 
 
 def test_out_dir_writes_a_corrected_copy_and_leaves_the_original(
@@ -154,7 +156,7 @@ def test_archive_lock_names_the_holder_and_dies_with_it(tmp_path: Path) -> None:
     holder = run_python(
         """
         import sys, time
-        from orient_model.journal import archive_lock
+        from orient_model.archive.changes import archive_lock
         with archive_lock(sys.argv[1], "run-holder"):
             print("locked", flush=True)
             time.sleep(60)
@@ -175,41 +177,35 @@ def test_archive_lock_names_the_holder_and_dies_with_it(tmp_path: Path) -> None:
 
 CRASH = """
 import os, sys
-from orient_model import journal
-from orient_model.journal import Archive
+from orient_model.archive.changes import Archive
 root, rel, sha, where = sys.argv[1:]
-if where == "before-replace":  # killed after 'planned' is committed, before the replace
-    write = journal.atomic_write_bytes
-    journal.atomic_write_bytes = lambda p, d: write(p, d) if "backup" in str(p) else os._exit(137)
-else:  # killed after the replace, before 'done' is committed
-    real = journal.Journal.set_state
-    def set_state(self, entry_id, state, note=None):
-        if state == "done":
-            os._exit(137)
-        real(self, entry_id, state, note)
-    journal.Journal.set_state = set_state
-Archive(root).apply(rel, 90, "lossless", "run-crash", sha)
+
+def kill_at(stage, _rel):  # a real kill -9 at an exact point of the change protocol
+    if stage == where:
+        os.kill(os.getpid(), 9)
+
+Archive(root, on_stage=kill_at).apply(rel, 90, "lossless", "run-crash", sha)
 """
 
 
-@pytest.mark.parametrize("where", ["before-replace", "before-done"])
+@pytest.mark.parametrize("where", ["planned", "replaced"])
 def test_recover_after_kill_then_rerun_finishes_the_job(tmp_path: Path, where: str) -> None:
     root = tmp_path / "archive"
     path = root / "a.jpg"
     sha = photo(path)
     proc = run_python(CRASH, str(root), "a.jpg", sha, where)
-    assert proc.wait() == 137
+    assert proc.wait() == -9
     (root / f"{TMP_PREFIX}123-leftover").write_bytes(b"half")
     with Archive(root) as arc:
         assert [e.state for e in arc.entries()] == ["planned"]
         messages = arc.recover()
         assert not (root / f"{TMP_PREFIX}123-leftover").exists()
         [entry] = arc.entries()
-        if where == "before-replace":
+        if where == "planned":  # killed after 'planned' is committed, before the replace
             assert entry.state == "abandoned" and sha256_file(path) == sha
             assert any("never happened" in m for m in messages)
             assert arc.apply("a.jpg", 90, "lossless", "run-again", sha).applied
-        else:
+        else:  # killed after the replace, before 'done' is committed
             assert entry.state == "done" and sha256_file(path) == entry.sha256_after
             again = arc.apply("a.jpg", 90, "lossless", "run-again", entry.sha256_after)
             assert not again.applied
@@ -235,7 +231,7 @@ def test_a_run_that_finishes_a_killed_run_undoes_its_work_too(archive: Archive) 
     archive.finish("resumed")
     assert archive.runs_undone_with("resumed") == ["resumed", "killed"]
     assert archive.adopt_unfinished("later") == []  # adopted once, by the run that finished it
-    assert all(o.restored for o in archive.undo("resumed"))
+    assert all(o.status == "restored" for o in archive.undo("resumed"))
     assert sha256_file(archive.root / "a.jpg") == sha_a and sha256_file(archive.root / "b.jpg") == sha_b
 
 

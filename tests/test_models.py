@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from skimage import data
 
-from orient_model.models import (
+from orient_model.model.architectures import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ReLU6,

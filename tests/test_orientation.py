@@ -15,7 +15,7 @@ def marked() -> Image.Image:
     return Image.fromarray(arr)
 
 
-@pytest.mark.parametrize("angle", ori.ANGLES)
+@pytest.mark.parametrize("angle", ori.ROTATIONS)
 def test_clockwise_correction_undoes_counter_clockwise_turn(angle):
     upright = marked()
     turned = ori.apply(upright, ori.COUNTER_CLOCKWISE[angle])
@@ -23,7 +23,7 @@ def test_clockwise_correction_undoes_counter_clockwise_turn(angle):
 
 
 @pytest.mark.parametrize("tag", range(1, 9))
-@pytest.mark.parametrize("rotation", ori.ANGLES)
+@pytest.mark.parametrize("rotation", ori.ROTATIONS)
 def test_exif_after_rotation_shows_the_photo_turned_clockwise(tag, rotation):
     stored = marked()
     displayed = ori.apply(stored, ori.EXIF_TRANSFORMS[tag])

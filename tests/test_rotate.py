@@ -12,7 +12,8 @@ import tifffile
 from PIL import Image, ImageCms, ImageOps
 
 from orient_model import orientation as ori
-from orient_model.rotate import JPEG_LOSSLESS_TOLERANCE, RotateError, rotate_bytes
+from orient_model.rotate import RotateError, rotate_bytes
+from orient_model.rotate.jpeg import JPEG_LOSSLESS_TOLERANCE
 
 H, W = 48, 64  # multiples of 16: every JPEG transform can be perfect
 
@@ -26,9 +27,9 @@ def upright(h: int = H, w: int = W, channels: int = 3) -> np.ndarray:
     return arr[..., 0] if channels == 1 else arr
 
 
-def stored_for(arr: np.ndarray, exif: int, rotation_cw: int) -> np.ndarray:
-    """Stored pixels that, shown with EXIF ``exif``, need ``rotation_cw`` to be upright."""
-    shown = ori.apply_array(arr, ori.COUNTER_CLOCKWISE[rotation_cw])
+def stored_for(arr: np.ndarray, exif: int, rotation_deg: int) -> np.ndarray:
+    """Stored pixels that, shown with EXIF ``exif``, need ``rotation_deg`` to be upright."""
+    shown = ori.apply_array(arr, ori.COUNTER_CLOCKWISE[rotation_deg])
     return ori.apply_array(shown, ori.inverse(ori.EXIF_TRANSFORMS[exif]))
 
 

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from orient_model.registry import LoadedModel
-from orient_model.saliency import SaliencyRenderer
+from orient_model.model.evidence import SaliencyRenderer
+from orient_model.model.registry import LoadedModel
 
 
 class LooksAtTopLeft(nn.Module):

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from orient_model.calibration import fit_temperature, nll
 from orient_model.config import TrainConfig
-from orient_model.registry import ModelLoadError, load_model
+from orient_model.model.calibration import fit_temperature, nll
+from orient_model.model.registry import ModelLoadError, load_model
 
 pytestmark = pytest.mark.slow
 

@@ -145,5 +145,5 @@ def test_the_leak_detector_catches_a_naive_pipeline(textured_sources):
         buf = io.BytesIO()
         small.save(buf, "JPEG", quality=75, subsampling=1)
         encoded = Image.open(buf).convert("RGB")
-        copies += [(ori.apply(encoded, ori.COUNTER_CLOCKWISE[a]), ori.label_of(a)) for a in ori.ANGLES]
+        copies += [(ori.apply(encoded, ori.COUNTER_CLOCKWISE[a]), ori.class_index(a)) for a in ori.ROTATIONS]
     assert leak_score(copies) > 0.45

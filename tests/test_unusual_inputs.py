@@ -54,7 +54,7 @@ def sha(path: Path) -> str:
 
 def test_unusual_valid_scans_are_rotated_and_undo_restores_every_byte(prefect_server, tiny_model, tmp_path):
     from flows.autorotate import autorotate
-    from orient_model.journal import Archive
+    from orient_model.archive.changes import Archive
 
     root = tmp_path / "archive"
     build(root)
@@ -79,7 +79,7 @@ def test_unusual_valid_scans_are_rotated_and_undo_restores_every_byte(prefect_se
 
     with Archive(root) as archive:
         outcomes = archive.undo(summary["run_id"])
-    assert all(o.restored for o in outcomes) and len(outcomes) == 11
+    assert all(o.status == "restored" for o in outcomes) and len(outcomes) == 11
     assert {p: sha(p) for p in before} == before
 
 

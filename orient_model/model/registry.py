@@ -18,13 +18,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from orient_model.atomic import atomic_write_bytes
+from orient_model.archive.atomic import atomic_write_bytes
 from orient_model.config import TrainConfig
 from orient_model.errors import OrientError
-from orient_model.models import ARCHS, NUM_CLASSES, build_model
+from orient_model.model.architectures import ARCHS, NUM_CLASSES, build_model
 
 CHECKPOINT_FORMAT = "orient-model/1"
-DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
+DEFAULT_MODEL_DIR = Path(__file__).parents[1] / "default_model"
 # Settings that change where or how fast training runs, not what it learns.
 _NOT_IN_KEY = {"device", "workers", "amp", "channels_last"}
 

@@ -20,8 +20,8 @@ from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import gaussian_filter
 
-from orient_model.data import to_tensor
-from orient_model.registry import LoadedModel
+from orient_model.model.data import to_tensor
+from orient_model.model.registry import LoadedModel
 
 PANEL = 256
 

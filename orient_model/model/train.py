@@ -20,13 +20,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from orient_model.calibration import expected_calibration_error, fit_temperature, nll
 from orient_model.config import TrainConfig
-from orient_model.data import CopiesDataset
-from orient_model.device import resolve_device
 from orient_model.errors import OrientError
-from orient_model.models import ARCHS, build_model
-from orient_model.predict import voted_logits
+from orient_model.model.architectures import ARCHS, build_model
+from orient_model.model.calibration import expected_calibration_error, fit_temperature, nll
+from orient_model.model.data import CopiesDataset
+from orient_model.model.device import resolve_device
+from orient_model.model.predict import voted_logits
 
 # (message, fraction done, whether the message is a milestone worth always showing)
 Progress = Callable[[str, float, bool], None]

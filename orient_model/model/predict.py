@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 
 from orient_model import orientation
-from orient_model.data import to_tensor
-from orient_model.device import resolve_device
-from orient_model.registry import LoadedModel
+from orient_model.model.data import to_tensor
+from orient_model.model.device import resolve_device
+from orient_model.model.registry import LoadedModel
 
 
 def voted_logits(model: torch.nn.Module, batch: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
@@ -63,5 +63,5 @@ def decide(probs: np.ndarray, threshold: float) -> tuple[int, float, str]:
     k = int(np.argmax(probs))
     confidence = float(probs[k])
     if confidence < threshold:
-        return orientation.ANGLES[k], confidence, "flag"
-    return orientation.ANGLES[k], confidence, ("keep" if k == 0 else "rotate")
+        return orientation.ROTATIONS[k], confidence, "flag"
+    return orientation.ROTATIONS[k], confidence, ("keep" if k == 0 else "rotate")

@@ -1,0 +1,1 @@
+"""An archive on disk: atomic writes, containment, the lock, the journal, walking, undo."""

@@ -1,0 +1,265 @@
+"""The journal: an SQLite record of every change, every run, written before anything is touched.
+
+One ``changes`` row per file written, target-centric: which tree (the archive, or a mirror
+folder), which path, what was there before (``sha256_before``; NULL when the file was new), what
+is there after, and from which archive photo (``source_sha256``). A row is committed as
+'planned' before its file is replaced and set 'done' after, so a ``kill -9`` at any instant
+leaves the journal able to tell what happened (see :mod:`orient_model.archive.changes`).
+
+Paths are stored as bytes (``os.fsencode``) so names that are not UTF-8 round-trip. Callers use
+the methods below; no SQL leaves this module. A damaged or locked journal raises
+:class:`JournalError` with a message a user can act on.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from orient_model.archive.lock import now_utc
+from orient_model.errors import OrientError
+
+STATES = ("planned", "done", "undone", "abandoned")
+SCHEMA_VERSION = 1
+
+
+class JournalError(OrientError):
+    """The journal cannot answer (locked, an unknown run id, a contradiction); the message says why."""
+
+
+class JournalDamaged(JournalError):
+    """The journal file cannot be read at all; undo can still work from a report and the backups."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One recorded write of one file."""
+
+    id: int
+    run_id: str
+    rel_path: str  # os.fsdecode form: non-UTF-8 names survive via surrogateescape
+    target_root: str | None  # None: the archive itself; else the mirror folder written to
+    rotation_deg: int
+    method: str
+    source_sha256: str  # the archive photo the new bytes were made from
+    sha256_before: str | None  # what was at the target before; None when nothing was
+    sha256_after: str
+    state: str
+    created_at: str
+    updated_at: str
+    note: str | None
+
+    @property
+    def in_place(self) -> bool:
+        return self.target_root is None
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS changes (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    rel_path BLOB NOT NULL,
+    target_root BLOB,
+    rotation_deg INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    source_sha256 TEXT NOT NULL,
+    sha256_before TEXT,
+    sha256_after TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('planned', 'done', 'undone', 'abandoned')),
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    note TEXT
+);
+CREATE INDEX IF NOT EXISTS changes_after ON changes (sha256_after, state);
+CREATE INDEX IF NOT EXISTS changes_run ON changes (run_id);
+CREATE INDEX IF NOT EXISTS changes_path ON changes (rel_path);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    finished_at TEXT NOT NULL,
+    adopted_by TEXT
+);
+"""
+_COLUMNS = (
+    "id, run_id, rel_path, target_root, rotation_deg, method, source_sha256, sha256_before, "
+    "sha256_after, state, created_at, updated_at, note"
+)
+# The first journals (before schema versions) named the rotation rotation_cw and the mirror
+# folder out_dir, and kept the source's hash in sha256_before even for mirror copies.
+_MIGRATE_FROM_0 = """
+ALTER TABLE changes RENAME COLUMN rotation_cw TO rotation_deg;
+ALTER TABLE changes RENAME COLUMN out_dir TO target_root;
+ALTER TABLE changes ADD COLUMN source_sha256 TEXT NOT NULL DEFAULT '';
+UPDATE changes SET source_sha256 = sha256_before;
+UPDATE changes SET sha256_before = NULL WHERE target_root IS NOT NULL;
+"""
+
+
+@contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    """SQLite's exceptions, as one line a user can act on."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise JournalError(f"the journal {path} is locked by another process ({exc}); try again") from None
+        raise JournalError(f"cannot use the journal {path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise JournalDamaged(
+            f"the journal {path} is damaged ({exc}); undo from a run's report still works "
+            "(orient undo REPORT.parquet), using the report and the backups"
+        ) from None
+
+
+class Journal:
+    """The SQLite record of changes and runs in a state folder."""
+
+    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
+        self.path = Path(path)
+        with _translated(self.path):
+            if readonly:
+                self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+            else:
+                self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
+                self._create_or_migrate()
+            self.conn.execute("SELECT count(*) FROM changes").fetchone()  # fails now if damaged
+
+    def _create_or_migrate(self) -> None:
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        self.conn.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then see it done
+        try:
+            if self.conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                columns = {r[1] for r in self.conn.execute("PRAGMA table_info(changes)")}
+                script = (_MIGRATE_FROM_0 if "rotation_cw" in columns else "") + _SCHEMA
+                for statement in filter(str.strip, script.split(";")):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        with _translated(self.path):
+            return self.conn.execute(sql, params)
+
+    # ---------------------------------------------------------------- changes
+
+    def add_change(
+        self,
+        run_id: str,
+        rel_path: str,
+        target_root: Path | None,
+        rotation_deg: int,
+        method: str,
+        source_sha256: str,
+        sha256_before: str | None,
+        sha256_after: str,
+        note: str | None,
+    ) -> int:
+        """Insert a 'planned' row; committed (durably) before the file is touched."""
+        now = now_utc()
+        cur = self._execute(
+            "INSERT INTO changes (run_id, rel_path, target_root, rotation_deg, method, source_sha256,"
+            " sha256_before, sha256_after, state, created_at, updated_at, note)"
+            " VALUES (?,?,?,?,?,?,?,?,'planned',?,?,?)",
+            (
+                run_id,
+                os.fsencode(rel_path),
+                None if target_root is None else os.fsencode(target_root),
+                rotation_deg,
+                method,
+                source_sha256,
+                sha256_before,
+                sha256_after,
+                now,
+                now,
+                note,
+            ),
+        )
+        return int(cur.lastrowid)
+
+    def set_state(self, change_id: int, state: str, note: str | None = None) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown change state {state!r}")
+        self._execute(
+            "UPDATE changes SET state = ?, updated_at = ?, note = COALESCE(?, note) WHERE id = ?",
+            (state, now_utc(), note, change_id),
+        )
+
+    def _changes(self, where: str, params: tuple = ()) -> list[Change]:
+        rows = self._execute(f"SELECT {_COLUMNS} FROM changes WHERE {where} ORDER BY id", params)
+        return [_change(row) for row in rows]
+
+    def changes(self, run_ids: Iterable[str] | None = None) -> list[Change]:
+        """Every change, or those of the given runs, oldest first."""
+        if run_ids is None:
+            return self._changes("1")
+        runs = tuple(run_ids)
+        return self._changes(f"run_id IN ({','.join('?' * len(runs))})", runs)
+
+    def planned(self) -> list[Change]:
+        """Changes a killed run left between 'planned' and 'done'."""
+        return self._changes("state = 'planned'")
+
+    def done_in_place_producing(self, sha256: str) -> Change | None:
+        """The last done change in the archive that produced a file with this hash."""
+        found = self._changes("sha256_after = ? AND state = 'done' AND target_root IS NULL", (sha256,))
+        return found[-1] if found else None
+
+    def last_done_at(self, target_root: Path | None, rel_path: str) -> Change | None:
+        """The last done change written at this path of this tree (to know a file is ours)."""
+        if target_root is None:
+            found = self._changes(
+                "rel_path = ? AND target_root IS NULL AND state = 'done'", (os.fsencode(rel_path),)
+            )
+        else:
+            found = self._changes(
+                "rel_path = ? AND target_root = ? AND state = 'done'",
+                (os.fsencode(rel_path), os.fsencode(target_root)),
+            )
+        return found[-1] if found else None
+
+    # ---------------------------------------------------------------- runs
+
+    def finish_run(self, run_id: str, adopted_by: str | None = None) -> None:
+        """Mark a run finished (its report written), or adopted by the run that completed it."""
+        self._execute(
+            "INSERT OR REPLACE INTO runs (run_id, finished_at, adopted_by) VALUES (?,?,?)",
+            (run_id, now_utc(), adopted_by),
+        )
+
+    def unfinished_runs(self) -> list[str]:
+        """Runs that changed files but never finished (killed): no report will ever name them."""
+        rows = self._execute(
+            "SELECT run_id FROM changes WHERE run_id NOT IN (SELECT run_id FROM runs)"
+            " GROUP BY run_id ORDER BY MIN(id)"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def is_finished(self, run_id: str) -> bool:
+        return self._execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
+
+    def adopted_by(self, run_id: str) -> list[str]:
+        rows = self._execute("SELECT run_id FROM runs WHERE adopted_by = ?", (run_id,)).fetchall()
+        return [r[0] for r in rows]
+
+    def run_ids(self) -> list[str]:
+        rows = self._execute("SELECT run_id FROM changes GROUP BY run_id ORDER BY MIN(id)")
+        return [r[0] for r in rows]
+
+
+def _change(row: tuple) -> Change:
+    values = list(row)
+    values[2] = os.fsdecode(bytes(values[2]))
+    values[3] = None if values[3] is None else os.fsdecode(bytes(values[3]))
+    return Change(*values)

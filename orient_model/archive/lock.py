@@ -1,0 +1,59 @@
+"""One run at a time per archive: an OS lock that dies with its holder, and a note naming it.
+
+``lock`` is held with flock (filelock), so a killed run never leaves the archive locked;
+``lock.json`` only exists to tell the next run who was holding it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from orient_model.archive.atomic import atomic_write_bytes
+from orient_model.errors import OrientError
+
+
+class ArchiveLocked(OrientError):
+    """Another run holds the archive; the message names it."""
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@contextmanager
+def state_lock(state_dir: str | os.PathLike[str], what: str, run_id: str) -> Iterator[dict]:
+    """Hold ``state_dir`` for one run; a second run fails fast with :class:`ArchiveLocked`."""
+    folder = Path(state_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / "lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ArchiveLocked(_locked_message(what, folder / "lock.json")) from None
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": run_id, "started": now_utc()}
+    try:
+        atomic_write_bytes(folder / "lock.json", json.dumps(holder).encode())
+        yield holder
+    finally:
+        (folder / "lock.json").unlink(missing_ok=True)
+        lock.release()
+
+
+def _locked_message(what: str, info_path: Path) -> str:
+    try:
+        holder = json.loads(info_path.read_text())
+        who = (
+            f"run {holder.get('run_id')!r} (pid {holder.get('pid')} on {holder.get('host')}, "
+            f"started {holder.get('started')})"
+        )
+    except (OSError, ValueError):
+        who = "another run"
+    return f"archive {what} is in use by {who}; wait for it to finish or stop that process"

@@ -1,0 +1,1 @@
+"""The model: architectures, data, training, calibration, registry, prediction, evidence."""
