@@ -7,16 +7,17 @@ the run's configuration travel in the Parquet schema metadata.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orient_model.archive.atomic import atomic_write_bytes
+from orient_model.archive.atomic import TMP_PREFIX, atomic_write_bytes, fsync_dir
 
 ACTIONS = ("rotate", "flag", "keep", "skip", "error")
-METHODS = ("lossless", "exif", "reencode", "none")
+METHODS = ("lossless", "exif", "reencode", "copy", "none")
 
 
 @dataclass
@@ -46,6 +47,7 @@ class ReportRow:
     note: str | None = None
     model_version: str | None = None
     run_id: str | None = None
+    carried: bool = False
     thumbnail_png: bytes | None = None
     saliency_png: bytes | None = None
     read_ms: float | None = None
@@ -74,11 +76,12 @@ _FIELDS: list[tuple[str, pa.DataType, str]] = [
     ("prob_270", pa.float32(), "probability it needs 270 degrees clockwise (90 counter-clockwise)"),
     ("action", pa.string(), "decision: rotate / flag (operator review) / keep / skip / error"),
     ("applied", pa.bool_(), "whether the rotation was carried out on disk"),
-    ("method", pa.string(), "how it was (or would be) applied: lossless / exif / reencode / none"),
+    ("method", pa.string(), "how it was (or would be) applied: lossless / exif / reencode / copy (mirror) / none"),
     ("error", pa.string(), "why the file could not be handled; the run went on"),
     ("note", pa.string(), "anything else an operator should know (fallbacks, skips)"),
     ("model_version", pa.string(), "model that made the prediction"),
     ("run_id", pa.string(), "run that wrote this row (use it with `orient undo`)"),
+    ("carried", pa.bool_(), "judged by an earlier run: content, model and settings unchanged, so not read again"),
     ("thumbnail_png", pa.binary(), "about 256 px PNG of the photo as displayed (flagged photos)"),
     ("saliency_png", pa.binary(), "guided-backprop evidence maps over the photo, PNG (flagged photos)"),
     ("read_ms", pa.float32(), "time to hash, inspect and decode"),
@@ -93,20 +96,123 @@ FIELD_DOCS = {name: doc for name, _, doc in _FIELDS}
 assert [f.name for f in fields(ReportRow)] == REPORT_SCHEMA.names, "ReportRow and REPORT_SCHEMA differ"
 
 
-def to_table(rows: list[ReportRow], run_config: dict | None = None) -> pa.Table:
-    table = pa.Table.from_pylist([asdict(row) for row in rows], schema=REPORT_SCHEMA)
+def _schema_with(run_config: dict | None) -> pa.Schema:
     meta = {b"orient.run_config": json.dumps(run_config or {}, default=str).encode()}
-    return table.replace_schema_metadata({**(REPORT_SCHEMA.metadata or {}), **meta})
+    return REPORT_SCHEMA.with_metadata({**(REPORT_SCHEMA.metadata or {}), **meta})
+
+
+def to_table(rows: list[ReportRow], run_config: dict | None = None) -> pa.Table:
+    return pa.Table.from_pylist([asdict(row) for row in rows], schema=_schema_with(run_config))
 
 
 def write_report(rows: list[ReportRow], path: Path, run_config: dict | None = None) -> Path:
-    """Atomically write the Parquet report (a reader never sees a half-written file)."""
-    buf = pa.BufferOutputStream()
-    pq.write_table(to_table(rows, run_config), buf, compression="zstd")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue().to_pybytes())
-    return path
+    """Write a whole report at once (see :class:`ReportWriter` for a run's streaming one)."""
+    with ReportWriter(path, run_config) as writer:
+        writer.add(rows)
+    return Path(path)
+
+
+def picture_name(row: ReportRow) -> str:
+    """A file name for a photo's picture that always fits (255 bytes), however deep its path:
+    its content hash first (unique), then as much of its path as is readable and fits."""
+    readable = row.path_bytes.decode("utf-8", "replace").replace("/", "__").replace("\\", "__")
+    readable = "".join(c if c.isalnum() or c in "._-" else "_" for c in readable)
+    head = (row.sha256_before or "nohash")[:12]
+    budget = 200 - len(head)
+    while len(readable.encode()) > budget:
+        readable = readable[1:]  # keep the end: the file name says most
+    return f"{head}-{readable}.png"
+
+
+class ReportWriter:
+    """A run's report, written as the run goes: rows stream into Parquet row groups (memory does
+    not grow with the archive), flagged photos' pictures into ``<run>_flagged/``. The Parquet file
+    appears under its name only when complete (:meth:`close`), with a JSON and Markdown summary.
+
+    Rows carried over from earlier runs unchanged are counted in the summary, not listed.
+    A picture that cannot be written is noted on its row; it never fails the run.
+    """
+
+    def __init__(self, path: Path, run_config: dict | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.run_config = run_config or {}
+        self.flagged_dir = self.path.with_name(self.path.stem + "_flagged")
+        self.tmp = self.path.with_name(f"{TMP_PREFIX}{self.path.name}")
+        self.writer = pq.ParquetWriter(self.tmp, _schema_with(run_config), compression="zstd")
+        self.counts = {action: 0 for action in ACTIONS}
+        self.carried = {action: 0 for action in ACTIONS}
+        self.files = self.applied = 0
+        self.flagged: list[dict] = []
+        self.errors: list[dict] = []
+
+    def add(self, rows: list[ReportRow]) -> None:
+        listed = []
+        for row in rows:
+            self.files += 1
+            self.counts[row.action] += 1
+            self.applied += row.applied
+            if row.carried and not row.applied:
+                self.carried[row.action] += 1
+                continue
+            if row.action == "flag":
+                self._picture(row)
+                self.flagged.append({"path": row.path, "rotation_deg": row.rotation_deg,
+                                     "confidence": row.confidence})
+            if row.action == "error":
+                self.errors.append({"path": row.path, "error": row.error})
+            listed.append(row)
+        if listed:
+            self.writer.write_table(to_table(listed, self.run_config))
+
+    def _picture(self, row: ReportRow) -> None:
+        picture = row.saliency_png or row.thumbnail_png
+        if not picture:
+            return
+        try:
+            self.flagged_dir.mkdir(exist_ok=True)
+            atomic_write_bytes(self.flagged_dir / picture_name(row), picture)
+        except OSError as exc:
+            row.note = ((row.note + "; ") if row.note else "") + f"picture not saved: {exc.strerror or exc}"
+
+    def summary(self) -> dict:
+        return {
+            "run_id": self.run_config.get("run_id"),
+            "archive": self.run_config.get("archive"),
+            "report": str(self.path),
+            "files": self.files,
+            "counts": self.counts,
+            "carried_over": sum(self.carried.values()),
+            "carried_counts": self.carried,
+            "applied": self.applied,
+            "flagged": self.flagged,
+            "errors": self.errors,
+            "flagged_dir": str(self.flagged_dir) if self.flagged_dir.exists() else None,
+        }
+
+    def close(self) -> dict:
+        """Finish the Parquet file, put it in place, write the summaries; returns the summary."""
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+        fsync_dir(self.path.parent)
+        summary = self.summary()
+        atomic_write_bytes(self.path.with_suffix(".json"), json.dumps(summary, indent=2).encode())
+        title = f"orient run {summary['run_id']}" if summary["run_id"] else "orient run"
+        atomic_write_bytes(self.path.with_suffix(".md"), summary_markdown(summary, title).encode())
+        return summary
+
+    def abandon(self) -> None:
+        self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> ReportWriter:
+        return self
+
+    def __exit__(self, exc_type, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()
 
 
 def read_report(path: Path) -> pa.Table:
@@ -121,33 +227,25 @@ def run_config_of(table: pa.Table) -> dict:
     return json.loads((table.schema.metadata or {}).get(b"orient.run_config", b"{}"))
 
 
-def summarize(rows: list[ReportRow]) -> dict:
-    counts = {action: 0 for action in ACTIONS}
-    for row in rows:
-        counts[row.action] += 1
-    return {
-        "files": len(rows),
-        "counts": counts,
-        "applied": sum(r.applied for r in rows),
-        "flagged": [
-            {"path": r.path, "rotation_deg": r.rotation_deg, "confidence": r.confidence}
-            for r in rows if r.action == "flag"
-        ],
-        "errors": [{"path": r.path, "error": r.error} for r in rows if r.action == "error"],
-    }
+MARKDOWN_LIST_LIMIT = 200  # the Parquet report and the JSON summary hold every row
 
 
 def summary_markdown(summary: dict, title: str = "orient run") -> str:
-    lines = [f"# {title}", "", "| action | photos |", "|---|---|"]
-    lines += [f"| {a} | {n} |" for a, n in summary["counts"].items()]
-    lines += ["", f"Files: {summary['files']}, changes applied: {summary['applied']}", ""]
-    if summary["flagged"]:
-        lines += ["## Flagged for review", "", "| photo | suggested rotation | confidence |", "|---|---|---|"]
-        lines += [
-            f"| `{f['path']}` | {f['rotation_deg']}° | {f['confidence']:.0%} |" for f in summary["flagged"]
-        ]
-        lines.append("")
-    if summary["errors"]:
-        lines += ["## Errors", "", "| file | problem |", "|---|---|"]
-        lines += [f"| `{e['path']}` | {e['error']} |" for e in summary["errors"]]
+    carried = summary.get("carried_counts") or {}
+    lines = [f"# {title}", "", "| action | photos | of which carried over unchanged |", "|---|---|---|"]
+    lines += [f"| {a} | {n} | {carried.get(a, 0)} |" for a, n in summary["counts"].items()]
+    lines += ["", f"Files: {summary['files']}, changes applied: {summary['applied']}, carried over from "
+              f"earlier runs: {summary.get('carried_over', 0)}", ""]
+    for key, heading, header, fmt in (
+        ("flagged", "Newly flagged for review", "| photo | suggested rotation | confidence |\n|---|---|---|",
+         lambda f: f"| `{f['path']}` | {f['rotation_deg']}° | {f['confidence']:.0%} |"),
+        ("errors", "Errors", "| file | problem |\n|---|---|", lambda e: f"| `{e['path']}` | {e['error']} |"),
+    ):
+        items = summary.get(key) or []
+        if items:
+            lines += [f"## {heading}", "", header]
+            lines += [fmt(item) for item in items[:MARKDOWN_LIST_LIMIT]]
+            if len(items) > MARKDOWN_LIST_LIMIT:
+                lines.append(f"\n... and {len(items) - MARKDOWN_LIST_LIMIT} more (see the JSON summary)")
+            lines.append("")
     return "\n".join(lines) + "\n"

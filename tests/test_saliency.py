@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from orient_model.model.evidence import SaliencyRenderer
+from orient_model.model.evidence import EvidenceRenderer
 from orient_model.model.registry import LoadedModel
 
 
@@ -35,7 +35,7 @@ def toy_loaded() -> LoadedModel:
 
 @pytest.mark.parametrize("method", ["guided", "gradient"])
 def test_map_concentrates_where_the_model_looks(method):
-    renderer = SaliencyRenderer(toy_loaded(), method)
+    renderer = EvidenceRenderer(toy_loaded(), method)
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
     for target in range(4):
         amap = renderer.evidence(img, target)
@@ -46,7 +46,7 @@ def test_map_concentrates_where_the_model_looks(method):
 
 
 def test_rendered_sheet_is_a_png_with_one_panel_per_map():
-    renderer = SaliencyRenderer(toy_loaded())
+    renderer = EvidenceRenderer(toy_loaded())
     img = Image.new("RGB", (64, 64), (90, 120, 150))
     sheet = Image.open(io.BytesIO(renderer.render(img, 90)))
     assert sheet.format == "PNG" and sheet.width == 3 * 256
@@ -56,7 +56,7 @@ def test_rendered_sheet_is_a_png_with_one_panel_per_map():
 
 def test_attribution_uses_its_own_model_copy():
     loaded = toy_loaded()
-    renderer = SaliencyRenderer(loaded)
+    renderer = EvidenceRenderer(loaded)
     assert renderer.model is not loaded.model
     assert all(not p.requires_grad for p in renderer.model.parameters())
     assert all(p.requires_grad for p in loaded.model.parameters())

@@ -24,7 +24,7 @@ from orient_model.archive.lock import now_utc
 from orient_model.errors import OrientError
 
 STATES = ("planned", "done", "undone", "abandoned")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class JournalError(OrientError):
@@ -82,6 +82,39 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at TEXT NOT NULL,
     adopted_by TEXT
 );
+CREATE TABLE IF NOT EXISTS seen (
+    rel_path BLOB PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    run_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS judgements (
+    sha256 TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    view_key TEXT NOT NULL,
+    prob_0 REAL,
+    prob_90 REAL,
+    prob_180 REAL,
+    prob_270 REAL,
+    error TEXT,
+    run_id TEXT NOT NULL,
+    judged_at TEXT NOT NULL,
+    PRIMARY KEY (sha256, model_version, view_key)
+);
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    rel_path BLOB NOT NULL,
+    rotation_deg INTEGER NOT NULL CHECK (rotation_deg IN (0, 90, 180, 270)),
+    reviewer TEXT NOT NULL,
+    decided_at TEXT NOT NULL,
+    run_id TEXT,
+    suggested_deg INTEGER,
+    confidence REAL
+);
+CREATE INDEX IF NOT EXISTS reviews_sha ON reviews (sha256);
 """
 _COLUMNS = (
     "id, run_id, rel_path, target_root, rotation_deg, method, source_sha256, sha256_before, "
@@ -96,6 +129,41 @@ ALTER TABLE changes ADD COLUMN source_sha256 TEXT NOT NULL DEFAULT '';
 UPDATE changes SET source_sha256 = sha256_before;
 UPDATE changes SET sha256_before = NULL WHERE target_root IS NOT NULL;
 """
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A file's identity when it was last read, so an unchanged file need not be read again."""
+
+    rel_path: str
+    size: int
+    mtime_ns: int
+    ino: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The model's view of one content (by hash), for one model version and way of looking."""
+
+    sha256: str
+    probs: tuple[float, float, float, float] | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Review:
+    """An operator's decision: this content is upright after ``rotation_deg`` clockwise."""
+
+    id: int
+    sha256: str
+    rel_path: str
+    rotation_deg: int
+    reviewer: str
+    decided_at: str
+    run_id: str | None
+    suggested_deg: int | None
+    confidence: float | None
 
 
 @contextmanager
@@ -128,6 +196,8 @@ class Journal:
                 self.conn.execute("PRAGMA synchronous=FULL")
                 self._create_or_migrate()
             self.conn.execute("SELECT count(*) FROM changes").fetchone()  # fails now if damaged
+            if readonly and self.conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                raise JournalError(f"the journal {self.path} is from another version of orient; run it once to update")
 
     def _create_or_migrate(self) -> None:
         if self.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
@@ -256,6 +326,77 @@ class Journal:
     def run_ids(self) -> list[str]:
         rows = self._execute("SELECT run_id FROM changes GROUP BY run_id ORDER BY MIN(id)")
         return [r[0] for r in rows]
+
+    def undone_originals(self) -> dict[str, str]:
+        """Originals that an undo put back in the archive (content hash -> the run undone)."""
+        rows = self._execute(
+            "SELECT source_sha256, run_id FROM changes WHERE state = 'undone' AND target_root IS NULL ORDER BY id"
+        )
+        return {sha: run for sha, run in rows}
+
+    def done_in_place(self) -> dict[str, str]:
+        """Hashes of files an in-place change produced (content hash -> run id)."""
+        rows = self._execute("SELECT sha256_after, run_id FROM changes WHERE state = 'done' AND target_root IS NULL")
+        return {sha: run for sha, run in rows}
+
+    # ---------------------------------------------------------------- what runs have seen and judged
+
+    def _many(self, sql: str, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        with _translated(self.path):
+            self.conn.execute("BEGIN")
+            try:
+                self.conn.executemany(sql, rows)
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+
+    def seen(self) -> dict[str, Seen]:
+        rows = self._execute("SELECT rel_path, size, mtime_ns, ino, sha256 FROM seen")
+        return {os.fsdecode(bytes(r[0])): Seen(os.fsdecode(bytes(r[0])), *r[1:]) for r in rows}
+
+    def record_seen(self, seen: list[Seen], run_id: str) -> None:
+        self._many(
+            "INSERT OR REPLACE INTO seen (rel_path, size, mtime_ns, ino, sha256, run_id) VALUES (?,?,?,?,?,?)",
+            [(os.fsencode(s.rel_path), s.size, s.mtime_ns, s.ino, s.sha256, run_id) for s in seen],
+        )
+
+    def judgements(self, model_version: str, view_key: str) -> dict[str, Judgement]:
+        rows = self._execute(
+            "SELECT sha256, prob_0, prob_90, prob_180, prob_270, error FROM judgements"
+            " WHERE model_version = ? AND view_key = ?",
+            (model_version, view_key),
+        )
+        return {r[0]: Judgement(r[0], None if r[1] is None else tuple(r[1:5]), r[5]) for r in rows}
+
+    def record_judgements(self, judged: list[Judgement], model_version: str, view_key: str, run_id: str) -> None:
+        now = now_utc()
+        self._many(
+            "INSERT OR REPLACE INTO judgements (sha256, model_version, view_key, prob_0, prob_90, prob_180,"
+            " prob_270, error, run_id, judged_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [(j.sha256, model_version, view_key, *(j.probs or (None,) * 4), j.error, run_id, now) for j in judged],
+        )
+
+    # ---------------------------------------------------------------- operator reviews
+
+    def add_review(self, sha256: str, rel_path: str, rotation_deg: int, reviewer: str, run_id: str | None,
+                   suggested_deg: int | None, confidence: float | None) -> int:
+        cur = self._execute(
+            "INSERT INTO reviews (sha256, rel_path, rotation_deg, reviewer, decided_at, run_id, suggested_deg,"
+            " confidence) VALUES (?,?,?,?,?,?,?,?)",
+            (sha256, os.fsencode(rel_path), rotation_deg, reviewer, now_utc(), run_id, suggested_deg, confidence),
+        )
+        return int(cur.lastrowid)
+
+    def reviews(self) -> dict[str, Review]:
+        """The latest decision for each reviewed content (by hash)."""
+        rows = self._execute(
+            "SELECT id, sha256, rel_path, rotation_deg, reviewer, decided_at, run_id, suggested_deg, confidence"
+            " FROM reviews ORDER BY id"
+        )
+        return {r[1]: Review(r[0], r[1], os.fsdecode(bytes(r[2])), *r[3:]) for r in rows}
 
 
 def _change(row: tuple) -> Change:

@@ -20,13 +20,14 @@ from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import gaussian_filter
 
+from orient_model.imageio import center_square
 from orient_model.model.data import to_tensor
 from orient_model.model.registry import LoadedModel
 
 PANEL = 256
 
 
-class SaliencyRenderer:
+class EvidenceRenderer:
     def __init__(self, loaded: LoadedModel, method: str = "guided", device: str = "cpu"):
         self.loaded = loaded
         self.model = copy.deepcopy(loaded.model).float().to(device).to(memory_format=torch.channels_last).eval()
@@ -52,11 +53,12 @@ class SaliencyRenderer:
         top = np.percentile(amap, 99)
         return np.sqrt(np.clip(amap / top, 0, 1)) if top > 0 else np.zeros_like(amap)
 
-    def render(self, img: Image.Image, predicted_deg: int) -> bytes:
+    def render(self, photo: Image.Image, rotation_deg: int, probs=None) -> bytes:
         """PNG: the model's view, evidence for the suggested rotation, evidence for upright."""
-        k = predicted_deg // 90
+        img = center_square(photo, self.loaded.input_size)
+        k = rotation_deg // 90
         panels = [(img, "as scanned")]
-        label = "upright" if k == 0 else f"turn {predicted_deg}\u00b0 clockwise"
+        label = "upright" if k == 0 else f"turn {rotation_deg}\u00b0 clockwise"
         panels.append((overlay(img, self.evidence(img, k)), f"evidence for: {label}"))
         if k != 0:
             panels.append((overlay(img, self.evidence(img, 0)), "evidence for: upright as is"))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from PIL import Image
 
 from orient_model import orientation
+from orient_model.imageio import center_square
 from orient_model.model.data import to_tensor
 from orient_model.model.device import resolve_device
 from orient_model.model.registry import LoadedModel
@@ -40,15 +43,21 @@ class Predictor:
         # channels_last is faster for depthwise convolutions on CPUs too (about 1.6x here).
         self.model = loaded.model.to(self.device).to(memory_format=torch.channels_last).eval()
 
+    @property
+    def decode_size(self) -> int:
+        """The shorter side photos are decoded to (at least) before the model's views are cut."""
+        return self.loaded.input_size
+
     def tensor(self, img: Image.Image) -> torch.Tensor:
         return to_tensor(img, self.loaded.mean, self.loaded.std)
 
     @torch.inference_mode()
     def probabilities(self, images: list[Image.Image]) -> np.ndarray:
-        """``N x 4`` calibrated probabilities of classes 0/90/180/270 for each image."""
+        """``N x 4`` calibrated probabilities of classes 0/90/180/270 for each upright-as-displayed photo."""
         if not images:
             return np.zeros((0, 4), dtype=np.float32)
-        batch = torch.stack([self.tensor(img) for img in images]).to(self.device)
+        size = self.loaded.input_size
+        batch = torch.stack([self.tensor(center_square(img, size)) for img in images]).to(self.device)
         with torch.autocast(self.device.type, enabled=self.amp):
             if self.tta:
                 logits = voted_logits(self.model, batch, channels_last=True) / self.loaded.tta_temperature
@@ -58,10 +67,22 @@ class Predictor:
         return logits.float().softmax(1).cpu().numpy()
 
 
-def decide(probs: np.ndarray, threshold: float) -> tuple[int, float, str]:
-    """(rotation_deg, confidence, action): keep or rotate when confident, else flag."""
-    k = int(np.argmax(probs))
-    confidence = float(probs[k])
-    if confidence < threshold:
-        return orientation.ROTATIONS[k], confidence, "flag"
-    return orientation.ROTATIONS[k], confidence, ("keep" if k == 0 else "rotate")
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one photo: keep or rotate when confident enough, else flag for review."""
+
+    probs: tuple[float, float, float, float]
+    rotation_deg: int
+    confidence: float
+    action: str
+
+    @staticmethod
+    def of(probs, threshold: float) -> Decision:
+        probs = tuple(float(p) for p in probs)
+        k = int(np.argmax(probs))
+        confidence = probs[k]
+        if confidence < threshold:
+            action = "flag"
+        else:
+            action = "keep" if k == 0 else "rotate"
+        return Decision(probs, orientation.ROTATIONS[k], confidence, action)
