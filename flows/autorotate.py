@@ -9,16 +9,18 @@ import functools
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from prefect.states import Completed
 
-from flows.errors import fail_cleanly
+from flows.errors import fail_cleanly, retry_transient
 from flows.progress import RunProgress
-from orient_model.archive.state import Memory
+from orient_model.archive.state import Memory, archive_slug
 from orient_model.archive.walk import ArchiveEntry
 from orient_model.config import AutorotateConfig
 from orient_model.model.evidence import EvidenceRenderer
-from orient_model.model.predict import Predictor
+from orient_model.model.predict import Predictor, decision_threshold
 from orient_model.model.registry import load_model, resolve_model_path
 from orient_model.pipeline import Predicted, predict_entries
 from orient_model.report import summary_markdown
@@ -28,22 +30,21 @@ CHUNK = 256  # photos per prediction task: one progress step in the UI
 
 
 @functools.lru_cache(maxsize=4)
-def cached_model(model_path: str, device: str, tta: bool, saliency: str):
+def cached_model(model_path: str, device: str, tta: bool, views: int | None, saliency: str):
     """Load each model once per process, however many tasks use it."""
     loaded = load_model(model_path)
     renderer = None if saliency == "off" else EvidenceRenderer(loaded, saliency)
-    return Predictor(loaded, device=device, tta=tta), renderer
+    return Predictor(loaded, device=device, tta=tta, views=views), renderer
 
 
-def view_key(cfg: AutorotateConfig) -> str:
-    """What, besides the model, decides the probabilities a photo gets (for carrying judgements over)."""
-    return f"tta={cfg.tta}"
+def model_for(cfg: AutorotateConfig, model_path: str):
+    return cached_model(model_path, cfg.device, cfg.tta, cfg.views, cfg.saliency)
 
 
-@task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def predict_chunk(root: str, entries: list[ArchiveEntry], model_path: str, cfg: AutorotateConfig,
                   threshold: float, memory: Memory, rejudge: bool, progress: RunProgress) -> Predicted:
-    predictor, renderer = cached_model(model_path, cfg.device, cfg.tta, cfg.saliency)
+    predictor, renderer = model_for(cfg, model_path)
     return predict_entries(Path(root), entries, predictor, cfg, threshold, renderer, memory,
                            progress.advance, rejudge)
 
@@ -63,9 +64,11 @@ def autorotate(archive_dir: str, config: AutorotateConfig | None = None, report:
     cfg = config or AutorotateConfig()
     logger = get_run_logger()
     model_path = str(resolve_model_path(cfg.model))
-    predictor, _ = cached_model(model_path, cfg.device, cfg.tta, cfg.saliency)
-    with AutorotateRun(archive_dir, cfg, predictor.loaded.version, view_key(cfg), report=report,
-                       out_dir=out_dir, state_dir=state_dir, rejudge=rejudge, model_path=model_path,
+    predictor, _ = model_for(cfg, model_path)
+    threshold, how = decision_threshold(predictor, cfg.threshold, cfg.max_error)
+    logger.info(f"deciding alone above confidence {threshold:.4f}: {how}")
+    with AutorotateRun(archive_dir, cfg, predictor.loaded.version, predictor.looking.key, threshold=threshold,
+                       decision_note=how, report=report, out_dir=out_dir, state_dir=state_dir, rejudge=rejudge, model_path=model_path,
                        log=logger.warning) as run:
         logger.info(f"run {run.run_id}: {len(run.entries)} files in {run.root}; model "
                     f"{predictor.loaded.version}, apply={cfg.apply}")
@@ -76,9 +79,29 @@ def autorotate(archive_dir: str, config: AutorotateConfig | None = None, report:
                                       run.memory_for(chunk), rejudge, predicting)
             apply_and_record(run, predicted, applying)
     summary = run.summary
-    create_table_artifact([{"action": a, "photos": n} for a, n in summary["counts"].items()],
-                          key="autorotate-counts", description=f"Actions in run {run.run_id}")
-    create_markdown_artifact(summary_markdown(summary, f"orient run {run.run_id}"), key="autorotate-flagged",
-                             description="Flagged photos and errors")
+    publish(summary, archive_slug(str(run.root)))
     logger.info(f"report: {summary['report']}; " + ", ".join(f"{a} {n}" for a, n in summary["counts"].items()))
+    if summary["counts"]["error"]:
+        return Completed(name="Completed with errors", data=summary,
+                         message=f"completed with errors: {summary['counts']['error']} file(s) could not be handled")
     return summary
+
+
+def publish(summary: dict, slug: str) -> None:
+    """The run's outcome where Prefect users look: artifacts keyed by archive (each archive keeps
+    its own history), a link to the report, and an event an automation can act on."""
+    counts = summary["counts"]
+    create_table_artifact([{"action": a, "photos": n, "of which carried over": summary["carried_counts"][a]}
+                           for a, n in counts.items()],
+                          key=f"autorotate-{slug}-counts", description=f"Actions in run {summary['run_id']}")
+    create_markdown_artifact(summary_markdown(summary, f"orient run {summary['run_id']}"),
+                             key=f"autorotate-{slug}-summary", description="Flagged photos and errors")
+    create_link_artifact(Path(summary["report"]).as_uri(), link_text=f"report of run {summary['run_id']}",
+                         key=f"autorotate-{slug}-report", description="The run's Parquet report")
+    emit_event(
+        event="orient.autorotate.completed",
+        resource={"prefect.resource.id": f"orient.archive.{slug}", "prefect.resource.name": summary["archive"]},
+        payload={"run_id": summary["run_id"], "report": summary["report"], "files": summary["files"],
+                 "rotated": summary["applied"], "flagged": counts["flag"], "errors": counts["error"],
+                 "carried_over": summary["carried_over"]},
+    )

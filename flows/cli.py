@@ -1,36 +1,44 @@
-"""The `orient` command line: thin wrappers that validate input and start Prefect flows."""
+"""The `orient` command line: thin wrappers that check input, then run a library call or a flow.
+
+Every setting of a job is also an option (derived from the config's fields: see
+``flows/options.py``). Expected problems end with one ``error:`` line and status 1; a run that
+finished but could not handle some files ends with status 3 ("completed with errors"), so an
+automation can tell the two apart.
+"""
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
-from typing import Annotated
 
-import typer
-from pydantic import ValidationError
-from rich.console import Console
+import click
 
-from orient_model.config import load_config
+from flows.options import config_options, overrides
 from orient_model.errors import OrientError
 
-app = typer.Typer(
-    help="orient: find and fix the orientation of scanned photographs, safely, in batch.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-err = Console(stderr=True)
-console = Console()
+EXIT_USER_ERROR = 1
+EXIT_COMPLETED_WITH_ERRORS = 3
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (see configs/default.yaml)")]
-DeviceOpt = Annotated[str | None, typer.Option(help="auto | cpu | cuda")]
+
+def _version() -> str:
+    try:
+        return metadata.version("orient")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def say(text: str) -> None:
+    """A line for the person at the terminal (stderr: stdout is kept for --json)."""
+    click.echo(text, err=True)
 
 
 def fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(EXIT_USER_ERROR)
 
 
 def user_errors(fn):
@@ -38,6 +46,8 @@ def user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from pydantic import ValidationError
+
         from flows.errors import USER_ERRORS
 
         try:
@@ -51,214 +61,302 @@ def user_errors(fn):
             where = ".".join(str(part) for part in first["loc"])
             fail(f"invalid setting {where}: {first['msg']} (got {first.get('input')!r})")
         except KeyboardInterrupt:
-            fail("interrupted; re-run the same command to resume (finished work is kept)")
+            fail("interrupted; run the same command again to resume (finished work is kept)")
 
     return wrapper
 
 
-def run_flow(flow_fn, **params):
-    """Run a flow; a failed run ends the command with the flow's own message."""
-    state = flow_fn(**params, return_state=True)
+def existing_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        fail(f"{what} not found: {path}")
+    return path
+
+
+def load(config: Path | None, section: str, values: dict):
+    from orient_model.config import load_config
+
+    return getattr(load_config(config, overrides(section, values)), section)
+
+
+def output_options(fn):
+    fn = click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout, nothing else")(fn)
+    fn = click.option("--quiet", "-q", is_flag=True, help="no progress, only errors")(fn)
+    return fn
+
+
+def set_output(quiet: bool, as_json: bool) -> None:
+    from flows.progress import display
+
+    display.mode = "off" if (quiet or as_json) else ("bar" if sys.stderr.isatty() else "lines")
+
+
+def run_flow(server, flow_fn, **params):
+    """Run a flow against the command's Prefect API; a failed run ends the command with its message."""
+    if server is not None:
+        server.wait_until_ready()
+    from flows.progress import display
+
+    try:
+        state = flow_fn(**params, return_state=True)
+    finally:
+        display.stop()
     if not state.is_completed():
         fail(state.message or f"{flow_fn.name} ended {state.name}")
     return state.result()
 
 
-@app.command("make-training-set")
+config_option = click.option("--config", "-c", type=click.Path(path_type=Path),
+                             help="YAML config file (see `orient config`)")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(_version(), prog_name="orient")
+def main() -> None:
+    """orient: find and fix the orientation of scanned photographs, safely, in batch."""
+
+
+# --------------------------------------------------------------------------- auto-rotate
+
+
+@main.command()
+@click.argument("archive_dir", type=click.Path(path_type=Path))
+@config_options("autorotate")
+@click.option("--report", type=click.Path(path_type=Path), help="Parquet report path (default: in the state folder)")
+@click.option("--out-dir", type=click.Path(path_type=Path), help="write corrected copies to this folder instead")
+@click.option("--state-dir", type=click.Path(path_type=Path),
+              help="state folder for report-only runs (default: per archive, in your data directory)")
+@click.option("--rejudge", is_flag=True, help="judge every photo again, even those unchanged since the last run")
+@output_options
+@config_option
 @user_errors
-def make_training_set_cmd(
-    upright_dirs: Annotated[list[Path], typer.Argument(help="folders of photos known to be upright")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="training set folder (DATA_DIR)")],
-    copy_size: Annotated[int | None, typer.Option(help="side of the square copies in px")] = None,
-    crops_per_photo: Annotated[int | None, typer.Option(help="square crops along each photo's long side")] = None,
-    val_fraction: Annotated[float | None, typer.Option(help="share of photos held out for validation")] = None,
-    provenance: Annotated[Path | None, typer.Option(help="JSON list of {sha256, source, license} records")] = None,
-    config: ConfigOpt = None,
-) -> None:
+def autorotate(archive_dir, report, out_dir, state_dir, rejudge, quiet, as_json, config, **settings) -> None:
+    """Predict every photo's orientation, rotate the confident ones, flag the rest, write a report."""
+    set_output(quiet, as_json)
+    cfg = load(config, "autorotate", settings)
+    existing_dir(archive_dir, "archive directory")
+    if out_dir is not None and cfg.apply == "none":
+        fail("--out-dir writes corrected copies, so it needs --apply lossless or --apply exif")
+    from orient_model.model.device import resolve_device
+    from orient_model.model.registry import read_checkpoint, resolve_model_path
+
+    resolve_device(cfg.device)  # `--device cuda` without a GPU: one line, before any work
+    read_checkpoint(resolve_model_path(cfg.model))  # so does a bad model
+    from flows.server import prefect_api
+
+    with prefect_api() as server:
+        from flows.autorotate import autorotate as autorotate_flow
+
+        summary = run_flow(server, autorotate_flow, archive_dir=str(archive_dir), config=cfg,
+                           report=str(report) if report else None, out_dir=str(out_dir) if out_dir else None,
+                           state_dir=str(state_dir) if state_dir else None, rejudge=rejudge)
+    finish_summary(summary, quiet, as_json)
+
+
+def finish_summary(summary: dict, quiet: bool, as_json: bool) -> None:
+    """Print a run's summary (or its JSON) and leave with the status that says how it went."""
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+    elif not quiet:
+        counts = ", ".join(f"{n} {a}" for a, n in summary["counts"].items() if n)
+        carried = f" ({summary['carried_over']} carried over unchanged)" if summary.get("carried_over") else ""
+        click.echo(f"{summary['files']} files{carried}: {counts or 'nothing'}; {summary['applied']} changes written")
+        if summary.get("decisions"):
+            click.echo(f"{summary.get('automatic', 0)} automatic decisions; {summary['decisions']}")
+        click.echo(f"report: {summary['report']}")
+        click.echo(f"run id: {summary['run_id']}")
+        if summary.get("flagged_dir"):
+            click.echo(f"flagged photos (the four ways each could be turned, with evidence): {summary['flagged_dir']}")
+    errors = summary["counts"].get("error", 0)
+    if errors:
+        if not as_json:
+            say(f"completed with errors: {errors} file(s) could not be handled; see the report")
+        raise SystemExit(EXIT_COMPLETED_WITH_ERRORS)
+
+
+@main.command()
+@click.argument("report_or_run_id")
+@click.option("--archive", type=click.Path(path_type=Path), help="archive folder (needed with a run id)")
+@click.option("--path", "paths", multiple=True, help="undo only this file (relative path; repeat for more)")
+@click.option("--dry-run", is_flag=True, help="say what would be restored; change nothing")
+@output_options
+@user_errors
+def undo(report_or_run_id, archive, paths, dry_run, quiet, as_json) -> None:
+    """Restore every file a run changed to its byte-identical original (again: a no-op)."""
+    from orient_model.archive.undo import undo_run
+
+    result = undo_run(report_or_run_id, archive, paths or None, dry_run,
+                      announce=(lambda line: None) if (quiet or as_json) else say)
+    refused = result.refused
+    if as_json:
+        click.echo(json.dumps({"run_id": result.run_id, "archive": str(result.root), "dry_run": dry_run,
+                               "from_report_only": result.from_report_only,
+                               "outcomes": [o.__dict__ for o in result.outcomes]}, indent=1))
+    else:
+        for o in result.outcomes:
+            where = o.rel_path if o.target_root is None else f"{o.target_root}/{o.rel_path}"
+            if not o.ok:
+                say(f"not restored: {where}: {o.message}")
+            elif o.status != "already" and not quiet:
+                click.echo(f"{o.status}: {where}")
+        if quiet:
+            pass
+        elif not result.outcomes or result.nothing_to_do:
+            click.echo(f"run {result.run_id}: nothing left to undo in {result.root}")
+        elif dry_run:
+            click.echo(f"run {result.run_id}: {len(result.outcomes) - len(refused)} of {len(result.outcomes)} "
+                       "changed files would be restored (dry run)")
+        else:
+            done = sum(o.status in ("restored", "removed") for o in result.outcomes)
+            click.echo(f"run {result.run_id}: restored {done} of {len(result.outcomes)} changed files in {result.root}")
+    if refused:
+        raise SystemExit(EXIT_USER_ERROR)
+
+
+@main.command()
+@click.option("--workdir", type=click.Path(path_type=Path), default=Path("orient-demo"), show_default=True,
+              help="where to build the demo archive")
+@output_options
+@user_errors
+def demo(workdir, quiet, as_json) -> None:
+    """Build a scrambled demo archive from bundled open photos, auto-rotate it, show how it went."""
+    import shutil
+
+    set_output(quiet, as_json)
+    from flows.server import prefect_api
+    from orient_model.demo import build_demo_archive
+    from orient_model.report import read_report
+
+    if not (quiet or as_json):
+        say("building the demo archive and starting Prefect...")
+    with prefect_api() as server:
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        truth = build_demo_archive(workdir)
+        if not (quiet or as_json):
+            say(f"demo archive: {workdir / 'archive'} ({len(truth)} scrambled photos + 3 bad files)")
+        from flows.autorotate import autorotate as autorotate_flow
+        from orient_model.config import load_config
+
+        cfg = load_config(None).autorotate.model_copy(update={"apply": "lossless"})
+        summary = run_flow(server, autorotate_flow, archive_dir=str(workdir / "archive"), config=cfg,
+                           report=str(workdir / "report.parquet"), state_dir=str(workdir / "state"))
+    rows = read_report(Path(summary["report"])).to_pylist()
+    judged = [r for r in rows if r["path"] in truth and r["rotation_deg"] is not None]
+    correct = sum(r["rotation_deg"] == truth[r["path"]] for r in judged)
+    wrong_applied = [r["path"] for r in judged if r["applied"] and r["rotation_deg"] != truth[r["path"]]]
+    summary["demo"] = {"correct": correct, "judged": len(judged), "rotated_wrongly": wrong_applied}
+    (workdir / "accuracy.json").write_text(json.dumps({"correct": correct, "judged": len(judged)}))
+    if not (quiet or as_json):
+        click.echo(f"accuracy against the known rotations: {correct}/{len(judged)} = {correct / max(len(judged), 1):.0%}")
+        if wrong_applied:
+            click.echo(f"rotated wrongly (undo with `orient undo {summary['report']}`): {', '.join(wrong_applied)}")
+    try:
+        finish_summary(summary, quiet, as_json)
+    except SystemExit as done:  # the demo's bad files are there on purpose
+        if done.code != EXIT_COMPLETED_WITH_ERRORS:
+            raise
+
+
+# --------------------------------------------------------------------------- training
+
+
+@main.command("make-training-set")
+@click.argument("upright_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="training set folder (DATA_DIR)")
+@click.option("--provenance", type=click.Path(path_type=Path),
+              help="JSON list of {sha256, source, license, kinds} records for the photos")
+@config_options("training_set")
+@config_option
+@click.option("--quiet", "-q", is_flag=True, help="no progress, only errors")
+@user_errors
+def make_training_set_cmd(upright_dirs, out, provenance, config, quiet, **settings) -> None:
     """Write 0/90/180/270 copies of upright photos (ImageFolder layout) and a Parquet manifest."""
+    set_output(quiet, False)
+    cfg = load(config, "training_set", settings)
+    for d in [*upright_dirs, *map(Path, cfg.held_out_dirs)]:
+        existing_dir(Path(d), "folder of upright photos")
     from orient_model.training_set import find_photos
 
-    for d in upright_dirs:
-        if not d.is_dir():
-            fail(f"not a directory: {d}")
     if next(find_photos(upright_dirs), None) is None:
         fail(f"no files found in {', '.join(map(str, upright_dirs))}; give folders of upright photos")
-    cfg = load_config(config, {"training_set": dict(copy_size=copy_size, crops_per_photo=crops_per_photo,
-                                                   val_fraction=val_fraction)}).training_set
-    from flows.training import make_training_set
-
     if provenance is not None and not provenance.is_file():
         fail(f"provenance file not found: {provenance}")
-    manifest = run_flow(make_training_set, upright_dirs=[str(d) for d in upright_dirs], out=str(out), config=cfg,
-                        provenance=str(provenance) if provenance else None)
-    console.print(f"manifest: {manifest}")
+    from flows.server import prefect_api
+    from flows.training import make_training_set
+
+    with prefect_api() as server:
+        manifest = run_flow(server, make_training_set, upright_dirs=[str(d) for d in upright_dirs], out=str(out),
+                            config=cfg, provenance=str(provenance) if provenance else None)
+    click.echo(f"manifest: {manifest}")
 
 
-@app.command()
+@main.command()
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="models folder (registry of versions)")
+@config_options("train")
+@config_option
+@click.option("--quiet", "-q", is_flag=True, help="no progress, only errors")
 @user_errors
-def train(
-    data_dir: Annotated[Path, typer.Argument(help="training set made by make-training-set")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="models folder (registry of versions)")],
-    arch: Annotated[str | None, typer.Option(help="efficientnet_lite0 | tiny")] = None,
-    epochs: Annotated[int | None, typer.Option(help="maximum epochs (early stopping may end sooner)")] = None,
-    device: DeviceOpt = None,
-    weights: Annotated[str | None, typer.Option(help="auto | package | timm | none | PATH to a state dict")] = None,
-    batch_size: Annotated[int | None, typer.Option()] = None,
-    lr: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
-    input_size: Annotated[int | None, typer.Option(help="model input side in px")] = None,
-    workers: Annotated[int | None, typer.Option(help="data loader processes")] = None,
-    patience: Annotated[int | None, typer.Option(help="epochs without validation gain before stopping")] = None,
-    config: ConfigOpt = None,
-) -> None:
+def train(data_dir, out, config, quiet, **settings) -> None:
     """Train an orientation model (GPU when present), or load the one already trained on this data."""
-    cfg = load_config(config, {"train": dict(arch=arch, epochs=epochs, device=device, weights=weights,
-                                             batch_size=batch_size, lr=lr, input_size=input_size,
-                                             workers=workers, patience=patience)}).train
+    set_output(quiet, False)
+    cfg = load(config, "train", settings)
     if not (data_dir / "manifest.parquet").is_file():
         fail(f"{data_dir} is not a training set (no manifest.parquet); run `orient make-training-set` first")
     if cfg.weights not in ("auto", "package", "timm", "none") and not Path(cfg.weights).is_file():
         fail(f"weights file not found: {cfg.weights}")
+    from orient_model.model.device import resolve_device
+
+    resolve_device(cfg.device)  # `--device cuda` without a GPU: one line, before any work
+    from flows.server import prefect_api
     from flows.training import train as train_flow
 
     command = " ".join(["orient", *sys.argv[1:]])
-    folder = run_flow(train_flow, data_dir=str(data_dir), models_dir=str(out), config=cfg, command=command)
-    console.print(f"model: {folder}")
+    with prefect_api() as server:
+        folder = run_flow(server, train_flow, data_dir=str(data_dir), models_dir=str(out), config=cfg, command=command)
+    click.echo(f"model: {folder}")
 
 
-@app.command()
+# --------------------------------------------------------------------------- schedules and settings
+
+
+@main.command()
+@click.argument("archive_dir", type=click.Path(path_type=Path))
+@click.option("--cron", default="0 2 * * *", show_default=True, help="when to run (cron syntax)")
+@click.option("--timezone", help="time zone of the schedule (default: this machine's)")
+@config_options("autorotate")
+@config_option
 @user_errors
-def autorotate(
-    archive_dir: Annotated[Path, typer.Argument(help="folder of scanned photos (searched recursively)")],
-    model: Annotated[str | None, typer.Option(help="'default', a model version folder or a model.pt file")] = None,
-    threshold: Annotated[float | None, typer.Option(help="confidence needed to act without review")] = None,
-    apply: Annotated[str | None, typer.Option(help="lossless | exif | none (only report)")] = None,
-    report: Annotated[Path | None, typer.Option(help="Parquet report path (default: ARCHIVE/.orient/reports/)")] = None,
-    out_dir: Annotated[Path | None, typer.Option(help="write corrected copies to this mirror tree instead")] = None,
-    batch_size: Annotated[int | None, typer.Option()] = None,
-    device: DeviceOpt = None,
-    tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="vote over the four rotated views")] = None,
-    saliency: Annotated[str | None, typer.Option(help="guided | gradient | off (maps for flagged photos)")] = None,
-    config: ConfigOpt = None,
-) -> None:
-    """Predict every photo's orientation, rotate the confident ones, flag the rest, write a report."""
-    cfg = load_config(config, {"autorotate": dict(model=model, threshold=threshold, apply=apply, device=device,
-                                                  batch_size=batch_size, tta=tta, saliency=saliency)}).autorotate
-    if not archive_dir.is_dir():
-        fail(f"archive directory not found: {archive_dir}")
-    if out_dir is not None and cfg.apply == "none":
-        fail("--out-dir writes corrected copies, so it needs --apply lossless or --apply exif")
-    from orient_model.model.registry import read_checkpoint, resolve_model_path
+def serve(archive_dir, cron, timezone, config, **settings) -> None:
+    """Serve a scheduled Prefect deployment that auto-rotates new scans (nightly by default)."""
+    cfg = load(config, "autorotate", settings)
+    existing_dir(archive_dir, "archive directory")
+    from flows.deployments import local_timezone, serve_nightly
+    from flows.server import prefect_api
 
-    read_checkpoint(resolve_model_path(cfg.model))  # a bad model fails here, before any work
-    from flows.autorotate import autorotate as autorotate_flow
-
-    summary = run_flow(autorotate_flow, archive_dir=str(archive_dir), config=cfg,
-                       report=str(report) if report else None, out_dir=str(out_dir) if out_dir else None)
-    print_summary(summary)
+    with prefect_api() as server:
+        if server is not None:
+            server.wait_until_ready()
+        serve_nightly(str(archive_dir.resolve()), cron, timezone or local_timezone(), cfg)
 
 
-def print_summary(summary: dict) -> None:
-    counts = ", ".join(f"{n} {a}" for a, n in summary["counts"].items() if n)
-    console.print(f"[bold]{summary['files']} files[/]: {counts}; {summary['applied']} changes written")
-    console.print(f"report: {summary['report']} (run id {summary['run_id']})")
-    if summary.get("flagged_dir"):
-        console.print(f"flagged photos (thumbnails with evidence maps): {summary['flagged_dir']}")
-
-
-@app.command()
-@user_errors
-def undo(
-    report_or_run_id: Annotated[str, typer.Argument(help="a run's Parquet report, or its run id")],
-    archive: Annotated[Path | None, typer.Option(help="archive folder (needed with a run id)")] = None,
-    path: Annotated[list[str] | None, typer.Option("--path", help="undo only this file (relative path; repeat)")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be restored; change nothing")] = False,
-) -> None:
-    """Restore every file a run changed to its byte-identical original (again: a no-op)."""
-    from orient_model.archive.undo import undo_run
-
-    result = undo_run(report_or_run_id, archive, path, dry_run, announce=lambda line: console.print(line, highlight=False))
-    for o in result.outcomes:
-        where = o.rel_path if o.target_root is None else f"{o.target_root}/{o.rel_path}"
-        if not o.ok:
-            err.print(f"[yellow]not restored:[/] {where}: {o.message}", highlight=False)
-        elif o.status != "already":
-            console.print(f"{o.status}: {where}", highlight=False)
-    done = sum(o.status in ("restored", "removed") for o in result.outcomes)
-    if not result.outcomes or result.nothing_to_do:
-        console.print(f"run {result.run_id}: nothing left to undo in {result.root}", highlight=False)
-    elif dry_run:
-        console.print(f"run {result.run_id}: {len(result.outcomes) - len(result.refused)} of "
-                      f"{len(result.outcomes)} changed files would be restored (dry run)", highlight=False)
-    else:
-        console.print(f"run {result.run_id}: restored {done} of {len(result.outcomes)} changed files in "
-                      f"{result.root}", highlight=False)
-    if result.refused:
-        raise typer.Exit(1)
-
-
-@app.command()
-@user_errors
-def demo(
-    workdir: Annotated[Path, typer.Option(help="where to build the demo archive")] = Path("orient-demo"),
-) -> None:
-    """Build a scrambled demo archive from bundled open photos, auto-rotate it, show how it went."""
-    import json
-    import shutil
-
-    from orient_model.demo import build_demo_archive
-    from orient_model.report import read_report
-
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    truth = build_demo_archive(workdir)
-    console.print(f"demo archive: {workdir / 'archive'} ({len(truth)} scrambled photos + 3 bad files)")
-    cfg = load_config(None).autorotate.model_copy(update={"apply": "lossless"})
-    from flows.autorotate import autorotate as autorotate_flow
-
-    summary = run_flow(autorotate_flow, archive_dir=str(workdir / "archive"), config=cfg,
-                       report=str(workdir / "report.parquet"))
-    rows = read_report(Path(summary["report"])).to_pylist()
-    judged = [r for r in rows if r["path"] in truth and r["rotation_deg"] is not None]
-    correct = sum(r["rotation_deg"] == truth[r["path"]] for r in judged)
-    print_summary(summary)
-    console.print(f"accuracy against the known rotations: {correct}/{len(judged)} = {correct / max(len(judged), 1):.0%}")
-    wrong_applied = [r["path"] for r in judged if r["applied"] and r["rotation_deg"] != truth[r["path"]]]
-    if wrong_applied:
-        console.print(f"rotated wrongly (undo with `orient undo {summary['report']}`): {', '.join(wrong_applied)}")
-    (workdir / "accuracy.json").write_text(json.dumps({"correct": correct, "judged": len(judged)}))
-
-
-@app.command()
-@user_errors
-def serve(
-    archive_dir: Annotated[Path, typer.Argument(help="archive to auto-rotate on a schedule")],
-    cron: Annotated[str, typer.Option(help="when to run (cron syntax; default nightly at 02:00)")] = "0 2 * * *",
-    apply: Annotated[str, typer.Option(help="lossless | exif | none")] = "lossless",
-    config: ConfigOpt = None,
-) -> None:
-    """Serve a scheduled Prefect deployment that auto-rotates new scans every night."""
-    from flows.deployments import serve_nightly
-
-    cfg = load_config(config, {"autorotate": {"apply": apply}}).autorotate
-    serve_nightly(str(archive_dir.resolve()), cron, cfg)
-
-
-@app.command("config")
+@main.command("config")
 def show_config() -> None:
     """Print the default configuration (copy it to a file, edit, pass with --config)."""
     from orient_model.config import dump_defaults
 
-    typer.echo(dump_defaults())
+    click.echo(dump_defaults(), nl=False)
 
 
-def main() -> None:
+def run() -> None:
+    """The console script: quiet Prefect on the terminal (the UI keeps every log line)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     try:
-        app()
+        main(standalone_mode=True)
     except OrientError as exc:  # pragma: no cover - belt and braces
-        err.print(f"[bold red]error:[/] {exc}")
-        sys.exit(1)
+        fail(str(exc))
 
 
 if __name__ == "__main__":
-    main()
+    run()

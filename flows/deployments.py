@@ -1,23 +1,50 @@
-"""Scheduled deployments: the archivist's overnight run."""
+"""Scheduled deployments: the archivist's overnight run, as Prefect's docs set them up.
+
+Each deployment is named after its archive and job, carries its schedule's time zone, and has a
+concurrency limit of one: a run that would overlap the one still going is cancelled (the next
+night's run picks its work up), never run twice over the same archive and never a red failure.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.schedules import Cron
 
 from flows.autorotate import autorotate
+from orient_model.archive.state import archive_slug
 from orient_model.config import AutorotateConfig
 
 
-def nightly_deployment(archive_dir: str, cron: str, cfg: AutorotateConfig):
+def local_timezone() -> str:
+    """This machine's IANA time zone name (TZ, /etc/timezone or /etc/localtime), else UTC."""
+    if os.environ.get("TZ"):
+        return os.environ["TZ"].lstrip(":")
+    try:
+        return Path("/etc/timezone").read_text().strip() or "UTC"
+    except OSError:
+        pass
+    try:
+        target = os.path.realpath("/etc/localtime")
+        return target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else "UTC"
+    except OSError:
+        return "UTC"
+
+
+def nightly_deployment(archive_dir: str, cron: str, timezone: str, cfg: AutorotateConfig):
     return autorotate.to_deployment(
-        name=f"nightly-{archive_dir.strip('/').replace('/', '-')}"[:60],
-        cron=cron,
+        name=f"autorotate-{archive_slug(archive_dir)}",
+        schedule=Cron(cron, timezone=timezone),
+        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
         parameters={"archive_dir": archive_dir, "config": cfg.model_dump()},
-        description="Auto-rotate new scans in this archive; low-confidence photos are flagged for review.",
-        tags=["orient", "nightly"],
+        description=f"Auto-rotate new scans in {archive_dir}; low-confidence photos are flagged for review.",
+        tags=["orient", "autorotate", archive_slug(archive_dir)],
     )
 
 
-def serve_nightly(archive_dir: str, cron: str, cfg: AutorotateConfig) -> None:
+def serve_nightly(archive_dir: str, cron: str, timezone: str, cfg: AutorotateConfig) -> None:
     """Serve until stopped (Ctrl-C); runs appear in the Prefect UI with their reports."""
-    serve(nightly_deployment(archive_dir, cron, cfg))
+    serve(nightly_deployment(archive_dir, cron, timezone, cfg))

@@ -1,4 +1,5 @@
-"""Which exceptions are a user's problem to fix (printed as one line), not a bug."""
+"""Which exceptions are a user's problem to fix (printed as one line), not a bug; and which
+failures are worth a retry (an input or setting that is wrong stays wrong: never retried)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,15 @@ def fail_cleanly(fn):
             return Failed(message=str(exc))
 
     return wrapper
+
+
+def retry_transient(task, task_run, state) -> bool:
+    """For ``retry_condition_fn``: retry what may pass next time (a busy disk, a lost
+    connection), never a user error such as ``--device cuda`` without a GPU."""
+    try:
+        state.result(raise_on_failure=True)
+    except USER_ERRORS:
+        return False
+    except Exception:  # noqa: BLE001 - anything else may be transient
+        return True
+    return False

@@ -137,6 +137,14 @@ def center_square(img: Image.Image, size: int, position: float = 0.5) -> Image.I
     return crop
 
 
+def square_views(img: Image.Image, size: int, n: int) -> list[Image.Image]:
+    """``n`` square views spread along the photo's long side (``n = 1``: the centre), so that
+    together they see the whole photo: a landscape's sky and ground, a portrait's head and feet.
+    Squares keep the aspect ratio out of what the model sees (it would betray a quarter turn)."""
+    positions = [0.5] if n == 1 else [i / (n - 1) for i in range(n)]
+    return [center_square(img, size, p) for p in positions]
+
+
 def load_upright(source: Path | str | bytes, min_side: int, max_pixels: int) -> Image.Image:
     """Decode at reduced size (JPEG DCT scaling, ``reduce`` otherwise), display-oriented, RGB 8-bit.
 

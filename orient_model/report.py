@@ -185,6 +185,8 @@ class ReportWriter:
             "carried_over": sum(self.carried.values()),
             "carried_counts": self.carried,
             "applied": self.applied,
+            "automatic": self.counts["rotate"] + self.counts["keep"],
+            "decisions": self.run_config.get("decisions"),
             "flagged": self.flagged,
             "errors": self.errors,
             "flagged_dir": str(self.flagged_dir) if self.flagged_dir.exists() else None,
@@ -230,15 +232,21 @@ def run_config_of(table: pa.Table) -> dict:
 MARKDOWN_LIST_LIMIT = 200  # the Parquet report and the JSON summary hold every row
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"  # the Parquet report and the JSON summary hold every row
+
+
 def summary_markdown(summary: dict, title: str = "orient run") -> str:
     carried = summary.get("carried_counts") or {}
     lines = [f"# {title}", "", "| action | photos | of which carried over unchanged |", "|---|---|---|"]
     lines += [f"| {a} | {n} | {carried.get(a, 0)} |" for a, n in summary["counts"].items()]
     lines += ["", f"Files: {summary['files']}, changes applied: {summary['applied']}, carried over from "
               f"earlier runs: {summary.get('carried_over', 0)}", ""]
+    if summary.get("decisions"):
+        lines += [f"{summary.get('automatic', 0)} automatic decisions (rotate or keep); {summary['decisions']}.", ""]
     for key, heading, header, fmt in (
         ("flagged", "Newly flagged for review", "| photo | suggested rotation | confidence |\n|---|---|---|",
-         lambda f: f"| `{f['path']}` | {f['rotation_deg']}° | {f['confidence']:.0%} |"),
+         lambda f: f"| `{f['path']}` | {f['rotation_deg']}° | {_percent(f['confidence'])} |"),
         ("errors", "Errors", "| file | problem |\n|---|---|", lambda e: f"| `{e['path']}` | {e['error']} |"),
     ):
         items = summary.get(key) or []

@@ -50,7 +50,8 @@ class AutorotateRun:
     """One run of auto-rotate over one archive (see the module doc for the protocol)."""
 
     def __init__(self, archive_dir: str | os.PathLike[str], cfg: AutorotateConfig, model_version: str,
-                 view_key: str, *, threshold: float | None = None, report: str | os.PathLike[str] | None = None,
+                 view_key: str, *, threshold: float | None = None, decision_note: str | None = None,
+                 report: str | os.PathLike[str] | None = None,
                  out_dir: str | os.PathLike[str] | None = None, state_dir: str | os.PathLike[str] | None = None,
                  run_id: str | None = None, rejudge: bool = False, model_path: str | None = None,
                  on_stage=None, log: Log = print) -> None:
@@ -59,6 +60,7 @@ class AutorotateRun:
         self.root = Path(os.path.realpath(archive_dir))
         self.cfg, self.model_version, self.view_key = cfg, model_version, view_key
         self.threshold = cfg.threshold if threshold is None else threshold
+        self.decision_note = decision_note
         self.out_dir = None if out_dir is None else Path(os.path.realpath(out_dir))
         self.applies = cfg.apply != "none"
         if self.out_dir is not None and not self.applies:
@@ -111,7 +113,7 @@ class AutorotateRun:
     def run_config(self) -> dict:
         return {"run_id": self.run_id, "archive": str(self.root), "out_dir": str(self.out_dir or "") or None,
                 "model": self.model_path, "model_version": self.model_version, "view_key": self.view_key,
-                "threshold": self.threshold, "state_dir": str(self.folders.primary), "rejudge": self.rejudge,
+                "threshold": self.threshold, "decisions": self.decision_note, "state_dir": str(self.folders.primary), "rejudge": self.rejudge,
                 "resumed_runs": self.adopted, **self.cfg.model_dump()}
 
     def __exit__(self, exc_type, exc, tb) -> None:

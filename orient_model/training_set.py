@@ -15,21 +15,28 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image, ImageFilter
 
 from orient_model import orientation
 from orient_model.archive.atomic import atomic_write_bytes, sha256_file
 from orient_model.config import TrainingSetConfig
-from orient_model.imageio import ImageReadError, center_square, load_upright
+from orient_model.imageio import ImageReadError, load_upright, square_views
 
-SPLITS = ("train", "val")
+# train: learnt from; val: early stopping; calib: temperature and the certified threshold;
+# test: the held-out figures in the card. Copies are made for train and val only: calibration
+# and test photos are judged whole, in all four orientations (orient_model.model.evaluate).
+SPLITS = ("train", "val", "calib", "test")
+COPIED_SPLITS = ("train", "val")
 
 MANIFEST_SCHEMA = pa.schema(
     [
         pa.field("source_path", pa.string(), metadata={"doc": "upright source photo"}),
         pa.field("source_sha256", pa.string(), metadata={"doc": "sha256 of the source file"}),
-        pa.field("split", pa.string(), metadata={"doc": "train or val, from the source hash"}),
-        pa.field("label", pa.int16(), metadata={"doc": "degrees the copy is turned counter-clockwise"}),
-        pa.field("crop", pa.int16(), metadata={"doc": "index of the square crop along the long side"}),
+        pa.field("split", pa.string(), metadata={"doc": "train, val, calib or test, by photo"}),
+        pa.field("kinds", pa.list_(pa.string()), metadata={"doc": "people, scene, greyscale, ... (provenance)"}),
+        pa.field("rotation_deg", pa.int16(), metadata={"doc": "the copy is turned this much counter-clockwise "
+                                                       "(so it needs this much clockwise: its class)"}),
+        pa.field("crop", pa.int16(), metadata={"doc": "index of the square view along the long side"}),
         pa.field("copy_path", pa.string(), metadata={"doc": "copy, relative to the data directory"}),
         pa.field("error", pa.string(), metadata={"doc": "why the source could not be used"}),
     ]
@@ -41,15 +48,25 @@ class ManifestRow:
     source_path: str
     source_sha256: str | None
     split: str | None
-    label: int | None
+    kinds: list[str] | None
+    rotation_deg: int | None
     crop: int | None
     copy_path: str | None
     error: str | None = None
 
 
-def split_of(sha256: str, val_fraction: float) -> str:
-    """Deterministic split by source photo, so all its copies land together."""
-    return "val" if int(sha256[:8], 16) / 0x1_0000_0000 < val_fraction else "train"
+def split_of(sha256: str, cfg: TrainingSetConfig, held_out: bool = False) -> str:
+    """Deterministic split by source photo (so all its copies land together), from its hash;
+    photos from held-out folders are all test photos (sources the model never learns from)."""
+    if held_out:
+        return "test"
+    u = int(sha256[:8], 16) / 0x1_0000_0000
+    for split, fraction in (("val", cfg.val_fraction), ("calib", cfg.calibration_fraction),
+                            ("test", cfg.test_fraction)):
+        if u < fraction:
+            return split
+        u -= fraction
+    return "train"
 
 
 def find_photos(dirs: Iterable[Path | str]) -> Iterator[Path]:
@@ -67,48 +84,58 @@ def copy_name(sha256: str, crop: int) -> str:
     return f"{sha256[:20]}_c{crop}.jpg"
 
 
-def crop_positions(n: int) -> list[float]:
-    return [0.5] if n == 1 else [i / (n - 1) for i in range(n)]
-
-
 def encode_copy(img, quality: int) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=quality, subsampling=0, optimize=False)
     return buf.getvalue()
 
 
-def make_copies(source: Path, sha256: str, out_dir: Path, cfg: TrainingSetConfig) -> list[ManifestRow]:
+def make_copies(source: Path, sha256: str, out_dir: Path, cfg: TrainingSetConfig, kinds: list[str] | None = None,
+                held_out: bool = False) -> list[ManifestRow]:
     """Write the rotated copies of one source; existing copies are kept, not redone."""
-    split = split_of(sha256, cfg.val_fraction)
+    split = split_of(sha256, cfg, held_out)
+    if split not in COPIED_SPLITS:
+        return [ManifestRow(str(source), sha256, split, kinds, None, None, None)]
     rows: list[ManifestRow] = []
     pending = []
     for crop in range(cfg.crops_per_photo):
-        for angle, name in zip(orientation.ROTATIONS, orientation.CLASS_NAMES):
+        for angle, name in zip(orientation.ROTATIONS, orientation.CLASS_NAMES, strict=True):
             rel = Path(split) / name / copy_name(sha256, crop)
-            rows.append(ManifestRow(str(source), sha256, split, angle, crop, rel.as_posix()))
+            rows.append(ManifestRow(str(source), sha256, split, kinds, angle, crop, rel.as_posix()))
             if not (out_dir / rel).exists():
                 pending.append((crop, angle, rel))
     if pending:
-        upright = load_upright(source, cfg.copy_size, cfg.max_pixels)
-        positions = crop_positions(cfg.crops_per_photo)
+        upright = isotropic_chroma(load_upright(source, cfg.copy_size, cfg.max_pixels))
+        views = square_views(upright, cfg.copy_size, cfg.crops_per_photo)
         for crop, angle, rel in pending:
-            square = center_square(upright, cfg.copy_size, positions[crop])
-            turned = orientation.apply(square, orientation.COUNTER_CLOCKWISE[angle])
+            turned = orientation.apply(views[crop], orientation.COUNTER_CLOCKWISE[angle])
             (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(out_dir / rel, encode_copy(turned, cfg.jpeg_quality))
     return rows
 
 
-def process_source(source: Path, out_dir: Path, cfg: TrainingSetConfig) -> list[ManifestRow]:
-    """Copies of one source, or a single row saying why it was unusable."""
+def isotropic_chroma(img: Image.Image, sigma: float = 1.5) -> Image.Image:
+    """Blur colour (not brightness) the same in both directions. A source saved with 4:2:2
+    chroma is blurrier across than down, and a copy turned a quarter would carry that
+    direction with its class: after this, no source's chroma has a direction."""
+    y, cb, cr = img.convert("YCbCr").split()
+    blur = ImageFilter.GaussianBlur(sigma)
+    return Image.merge("YCbCr", (y, cb.filter(blur), cr.filter(blur))).convert("RGB")
+
+
+def process_source(source: Path, out_dir: Path, cfg: TrainingSetConfig, kinds_by_sha: dict | None = None,
+                   held_out: bool = False) -> list[ManifestRow]:
+    """Copies of one source, or a single row saying why it was unusable. ``kinds_by_sha`` gives
+    a photo's kinds (people, scene, ...) from its provenance record."""
     try:
         sha = sha256_file(source)
     except OSError as exc:
-        return [ManifestRow(str(source), None, None, None, None, None, f"cannot read file: {exc.strerror}")]
+        return [ManifestRow(str(source), None, None, [], None, None, None, f"cannot read file: {exc.strerror}")]
+    kinds = (kinds_by_sha or {}).get(sha, [])
     try:
-        return make_copies(source, sha, out_dir, cfg)
+        return make_copies(source, sha, out_dir, cfg, kinds, held_out)
     except ImageReadError as exc:
-        return [ManifestRow(str(source), sha, None, None, None, None, str(exc))]
+        return [ManifestRow(str(source), sha, None, kinds, None, None, None, str(exc))]
 
 
 def write_manifest(rows: list[ManifestRow], path: Path) -> None:

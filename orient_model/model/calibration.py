@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -38,3 +39,63 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
         if inside.any():
             ece += inside.float().mean() * (conf[inside].mean() - correct[inside].mean()).abs()
     return float(ece)
+
+
+# --------------------------------------------------------------------------- certified decisions
+
+
+def clopper_pearson_upper(errors: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided upper bound on an error rate seen as ``errors`` in ``n`` (exact binomial)."""
+    from scipy.stats import beta
+
+    if n == 0:
+        return 1.0
+    if errors >= n:
+        return 1.0
+    return float(beta.ppf(confidence, errors + 1, n - errors))
+
+
+THRESHOLD_GRID = tuple(round(1.0 - i * 0.0025, 4) for i in range(301))  # 1.0 down to 0.25
+
+
+def risk_curve(confidence: np.ndarray, correct: np.ndarray, confidence_level: float = 0.95) -> list[dict]:
+    """Risk against coverage on calibration decisions, at each threshold of a fixed grid from
+    high to low: how many decisions would be automatic, how many of those wrong, and the
+    one-sided upper bound on their error rate (exact binomial, Clopper-Pearson). The decisions
+    must be independent draws (one per calibration photo) for the bound to hold."""
+    n = len(confidence)
+    rows = []
+    for threshold in THRESHOLD_GRID:
+        chosen = confidence >= threshold
+        k = int(chosen.sum())
+        errors = int((~correct.astype(bool) & chosen).sum())
+        rows.append({"threshold": threshold, "automatic": k, "coverage": k / max(n, 1), "errors": errors,
+                     "upper_bound": clopper_pearson_upper(errors, k, confidence_level)})
+    return rows
+
+
+def min_decisions(max_error: float, confidence_level: float = 0.95) -> int:
+    """The fewest decisions, all right, whose upper error bound is at most ``max_error``."""
+    return int(np.ceil(np.log(1 - confidence_level) / np.log(1 - max_error)))
+
+
+def certified_threshold(curve: list[dict], max_error: float) -> tuple[float, dict | None]:
+    """The threshold for automatic decisions with error at most ``max_error`` (95% confidence).
+
+    Fixed-sequence testing (Learn-then-Test, Angelopoulos et al. 2021): walk the grid from the
+    highest threshold down and stop at the first whose bound exceeds the target; the last one
+    that passed is certified. Walking on past a failure would test many thresholds and keep
+    the luckiest. The walk starts where enough decisions are automatic for a bound that low to
+    be possible at all, which depends on the confidences only, never on which were right.
+    Returns a threshold above 1 (nothing decided alone) when none passes.
+    """
+    best, enough = None, min_decisions(max_error)
+    for row in curve:
+        if row["automatic"] < enough:
+            continue
+        if row["upper_bound"] > max_error:
+            break
+        best = row
+    if best is None:
+        return 1.0 + 1e-9, None
+    return best["threshold"], best

@@ -5,12 +5,14 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from orient_model import orientation
+from orient_model.model.augment import scan_look
 
 # A horizontal mirror turns "content turned 90 ccw" into "content turned 90 cw" (= 270 ccw).
 HFLIP_LABEL = {0: 0, 1: 3, 2: 2, 3: 1}
@@ -22,14 +24,22 @@ def to_tensor(img: Image.Image, mean, std) -> torch.Tensor:
 
 
 class CopiesDataset(Dataset):
-    """``DATA_DIR/<split>/<000|090|180|270>/*.jpg`` with labels 0..3 (class index = angle / 90)."""
+    """``DATA_DIR/<split>/<000|090|180|270>/*.jpg`` with labels 0..3 (class index = rotation_deg / 90).
 
-    def __init__(self, data_dir: Path, split: str, input_size: int, mean, std, train: bool):
+    Training copies get label-preserving augmentation: scanned-print effects (see
+    :mod:`orient_model.model.augment`), a random resized crop, colour jitter, and a mirror that
+    swaps the 90 and 270 classes. ``sources`` keeps only copies of those photos (hash prefixes).
+    """
+
+    def __init__(self, data_dir: Path, split: str, input_size: int, mean, std, train: bool,
+                 scan_look: float = 0.0, sources: set[str] | None = None):
         root = Path(data_dir) / split
         self.samples: list[tuple[Path, int]] = []
         for label, name in enumerate(orientation.CLASS_NAMES):
-            self.samples += [(p, label) for p in sorted((root / name).glob("*.jpg"))]
+            self.samples += [(p, label) for p in sorted((root / name).glob("*.jpg"))
+                             if sources is None or p.name.split("_")[0] in sources]
         self.input_size, self.mean, self.std, self.train = input_size, mean, std, train
+        self.scan_look = scan_look
         self.augment = v2.Compose(
             [
                 v2.RandomResizedCrop(input_size, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
@@ -49,6 +59,9 @@ class CopiesDataset(Dataset):
         with Image.open(path) as f:
             img = f.convert("RGB")
         if self.train:
+            if self.scan_look > 0:
+                rng = np.random.default_rng(int(torch.randint(0, 2**31, ())))  # seeded per worker by torch
+                img = scan_look(img, rng, self.scan_look)
             img = self.augment(img)
             if random.random() < 0.5:
                 img, label = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), HFLIP_LABEL[label]

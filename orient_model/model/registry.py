@@ -44,6 +44,18 @@ class LoadedModel:
     version: str
     card: dict
     tta_temperature: float = 1.0
+    views: int = 1  # square views along the long side that prediction votes over
+
+    @property
+    def calibration(self) -> dict:
+        """Per way of looking (``views=V,tta=B``): temperature and risk-coverage curve."""
+        return self.card.get("calibration") or {}
+
+    def temperature_for(self, looking) -> float:
+        entry = self.calibration.get(looking.key)
+        if entry is not None:
+            return float(entry["temperature"])
+        return self.tta_temperature if looking.tta else self.temperature
 
 
 def training_key(manifest_sha256: str, cfg: TrainConfig) -> str:
@@ -82,7 +94,7 @@ def find_trained(models_dir: Path, key: str) -> Path | None:
 
 def save_model(
     models_dir: Path, model: nn.Module, arch: str, input_size: int, temperature: float, card: dict,
-    half: bool = False, tta_temperature: float = 1.0,
+    half: bool = False, tta_temperature: float = 1.0, views: int = 1,
 ) -> Path:
     """Write a new version folder (checkpoint first, card last: a card means a complete model)."""
     spec = ARCHS[arch]
@@ -100,6 +112,7 @@ def save_model(
         "classes": [0, 90, 180, 270],
         "temperature": float(temperature),
         "tta_temperature": float(tta_temperature),
+        "views": int(views),
         "state_dict": state,
     }
     buf = io.BytesIO()
@@ -114,6 +127,7 @@ def save_model(
                     "270": "needs 270 deg clockwise"},
         "temperature": float(temperature),
         "tta_temperature": float(tta_temperature),
+        "views": int(views),
         "package_versions": package_versions(),
         **card,
     }
@@ -169,4 +183,5 @@ def load_model(ref: str | Path, models_dir: Path | None = None) -> LoadedModel:
         version=card.get("version", path.parent.name),
         card=card,
         tta_temperature=float(checkpoint.get("tta_temperature", 1.0)),
+        views=int(checkpoint.get("views", 1)),
     )

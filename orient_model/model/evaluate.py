@@ -1,0 +1,143 @@
+"""Judging a model on whole photos, as the archive will show them: each photo in all four
+orientations, seen the way prediction sees it. Used for calibration (temperature and the
+certified threshold, per way of looking), for the held-out figures in a model's card, and by
+the benchmarks and the independent evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from orient_model import orientation
+from orient_model.imageio import ImageReadError, load_upright
+from orient_model.model.calibration import (
+    certified_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    risk_curve,
+)
+from orient_model.model.predict import Looking, Predictor, combine, softmax
+
+LOOKINGS = (Looking(3, True), Looking(1, True), Looking(3, False), Looking(1, False))
+MAX_PIXELS = 250_000_000
+
+
+@dataclass
+class PhotoScores:
+    """Uncalibrated log-probabilities of photos shown in each of the four orientations:
+    ``log_probs[i, r]`` is photo ``i`` shown needing ``r * 90`` degrees clockwise, ``V x T x 4``."""
+
+    names: list[str]
+    kinds: list[list[str]]
+    log_probs: np.ndarray  # N x 4 x V x T x 4
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def votes(self, looking: Looking) -> np.ndarray:
+        """``N x 4 x 4`` voted log-probabilities for one way of looking."""
+        n = len(self.names)
+        flat = self.log_probs.reshape(n * 4, *self.log_probs.shape[2:])
+        return combine(flat, looking).reshape(n, 4, 4)
+
+    def subset(self, keep: np.ndarray) -> PhotoScores:
+        idx = np.flatnonzero(keep)
+        return PhotoScores([self.names[i] for i in idx], [self.kinds[i] for i in idx], self.log_probs[idx])
+
+
+def score_photos(predictor: Predictor, photos: Sequence[tuple[str | Path, list[str]]], batch: int = 8,
+                 progress: Callable[[int, int], None] | None = None) -> PhotoScores:
+    """Show every photo in all four orientations to the model, with the widest way of looking."""
+    looking = Looking(3, True)
+    names, kinds, scores, failed = [], [], [], []
+    pending: list[tuple[str, list[str], Image.Image]] = []
+
+    def flush() -> None:
+        shown = [orientation.apply(img, orientation.COUNTER_CLOCKWISE[r]) for _, _, img in pending
+                 for r in orientation.ROTATIONS]
+        lp = predictor.log_probs(shown, looking)
+        scores.append(lp.reshape(len(pending), 4, *lp.shape[1:]))
+        for name, kind, _ in pending:
+            names.append(name)
+            kinds.append(kind)
+        pending.clear()
+
+    for i, (path, kind) in enumerate(photos):
+        try:
+            pending.append((str(path), list(kind), load_upright(path, predictor.decode_size, MAX_PIXELS)))
+        except (ImageReadError, OSError) as exc:
+            failed.append((str(path), str(exc)))
+        if len(pending) >= batch:
+            flush()
+        if progress:
+            progress(i + 1, len(photos))
+    if pending:
+        flush()
+    empty = np.zeros((0, 4, looking.views, 4, 4), np.float32)
+    return PhotoScores(names, kinds, np.concatenate(scores) if scores else empty, failed)
+
+
+def one_orientation_each(n: int, seed: int = 0) -> np.ndarray:
+    """A random orientation per photo: independent decisions, as an archive presents them."""
+    return np.random.default_rng(seed).integers(0, 4, n)
+
+
+def calibrate(scores: PhotoScores, lookings: Sequence[Looking] = LOOKINGS) -> dict[str, dict]:
+    """Per way of looking: the temperature (fitted on all four orientations of every
+    calibration photo) and the risk-coverage curve (one random orientation per photo, so the
+    decisions are independent and the Clopper-Pearson bound holds)."""
+    out = {}
+    labels_all = np.tile(np.arange(4), len(scores.names))
+    pick = one_orientation_each(len(scores.names))
+    for looking in lookings:
+        votes = scores.votes(looking)
+        temperature = fit_temperature(torch.from_numpy(votes.reshape(-1, 4)), torch.from_numpy(labels_all))
+        probs = softmax(votes[np.arange(len(pick)), pick] / temperature)
+        correct = probs.argmax(1) == pick
+        out[looking.key] = {"temperature": temperature, "photos": len(pick),
+                            "risk_curve": risk_curve(probs.max(1), correct)}
+    return out
+
+
+def metrics(scores: PhotoScores, looking: Looking, temperature: float, threshold: float) -> dict:
+    """Accuracy (overall, per class, per kind), coverage and wrong automatic decisions at a
+    threshold, and calibration error, over every photo in every orientation."""
+    votes = scores.votes(looking)
+    probs = softmax(votes / temperature).reshape(-1, 4)
+    labels = np.tile(np.arange(4), len(scores.names))
+    pred, conf = probs.argmax(1), probs.max(1)
+    right = pred == labels
+    auto = conf >= threshold
+    kinds = [k for k in scores.kinds for _ in range(4)]
+    by_kind = {}
+    for kind in sorted({k for ks in scores.kinds for k in ks}):
+        mask = np.array([kind in ks for ks in kinds])
+        by_kind[kind] = {"photos": int(mask.sum() // 4), "accuracy": float(right[mask].mean()),
+                         "coverage": float(auto[mask].mean()),
+                         "wrong_automatic": int((auto & ~right)[mask].sum()),
+                         "automatic": int(auto[mask].sum())}
+    return {
+        "looking": looking.key,
+        "photos": len(scores.names),
+        "decisions": int(len(labels)),
+        "accuracy": float(right.mean()) if len(labels) else float("nan"),
+        "per_class_accuracy": {str(r): float(right[labels == i].mean()) for i, r in enumerate(orientation.ROTATIONS)},
+        "threshold": float(threshold),
+        "coverage": float(auto.mean()) if len(labels) else 0.0,
+        "automatic": int(auto.sum()),
+        "wrong_automatic": int((auto & ~right).sum()),
+        "error_among_automatic": float((auto & ~right).sum() / max(auto.sum(), 1)),
+        "ece": expected_calibration_error(torch.from_numpy(probs), torch.from_numpy(labels)),
+        "by_kind": by_kind,
+    }
+
+
+def threshold_for(calibration: dict, looking: Looking, max_error: float) -> float:
+    entry = calibration.get(looking.key)
+    if entry is None:
+        raise KeyError(f"no calibration for {looking.key}")
+    return certified_threshold(entry["risk_curve"], max_error)[0]
