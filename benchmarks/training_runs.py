@@ -60,12 +60,12 @@ def train_and_judge(data_dir: Path, cfg: TrainConfig, n_train: int | None = None
         if milestone:
             log(f"  {message}")
 
-    result = fit(data_dir, cfg, progress=progress, sources=sources)
+    result = fit(data_dir, cfg, progress=progress, sources=sources, judge_copies=False)
     seconds = time.perf_counter() - start
     spec = ARCHS[cfg.arch]
     loaded = LoadedModel(result.model, cfg.arch, cfg.input_size or spec.input_size, spec.mean, spec.std,
                          result.temperature, "bench", {}, result.tta_temperature, cfg.views)
-    predictor = Predictor(loaded, device=cfg.device)
+    predictor = Predictor(loaded, device=cfg.device, engine="auto")
     calib = score_photos(predictor, [(p, k) for p, k, _ in splits.get("calib", [])])
     loaded.card["calibration"] = calibrate(calib, [VOTE, SINGLE])
     test = score_photos(predictor, [(p, k) for p, k, _ in splits.get("test", [])])

@@ -24,21 +24,22 @@ from orient_model.model.predict import Predictor, decision_threshold
 from orient_model.model.registry import load_model, resolve_model_path
 from orient_model.pipeline import Predicted, predict_entries
 from orient_model.report import summary_markdown
+from orient_model.review import review_markdown
 from orient_model.run import AutorotateRun
 
 CHUNK = 256  # photos per prediction task: one progress step in the UI
 
 
 @functools.lru_cache(maxsize=4)
-def cached_model(model_path: str, device: str, tta: bool, views: int | None, saliency: str):
-    """Load each model once per process, however many tasks use it."""
+def cached_model(model_path: str, device: str, tta: bool, views: int | None, saliency: str, engine: str):
+    """Load each model once per process (a worker's too), however many tasks use it."""
     loaded = load_model(model_path)
     renderer = None if saliency == "off" else EvidenceRenderer(loaded, saliency)
-    return Predictor(loaded, device=device, tta=tta, views=views), renderer
+    return Predictor(loaded, device=device, tta=tta, views=views, engine=engine), renderer
 
 
 def model_for(cfg: AutorotateConfig, model_path: str):
-    return cached_model(model_path, cfg.device, cfg.tta, cfg.views, cfg.saliency)
+    return cached_model(model_path, cfg.device, cfg.tta, cfg.views, cfg.saliency, cfg.engine)
 
 
 @task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
@@ -63,7 +64,7 @@ def autorotate(archive_dir: str, config: AutorotateConfig | None = None, report:
     """Find and fix the orientation of every photo in an archive; write a Parquet report."""
     cfg = config or AutorotateConfig()
     logger = get_run_logger()
-    model_path = str(resolve_model_path(cfg.model))
+    model_path = str(resolve_model_path(cfg.model, cfg.models_dir and Path(cfg.models_dir)))
     predictor, _ = model_for(cfg, model_path)
     threshold, how = decision_threshold(predictor, cfg.threshold, cfg.max_error)
     logger.info(f"deciding alone above confidence {threshold:.4f}: {how}")
@@ -98,6 +99,9 @@ def publish(summary: dict, slug: str) -> None:
                              key=f"autorotate-{slug}-summary", description="Flagged photos and errors")
     create_link_artifact(Path(summary["report"]).as_uri(), link_text=f"report of run {summary['run_id']}",
                          key=f"autorotate-{slug}-report", description="The run's Parquet report")
+    if counts["flag"]:  # how to open the review page, and where the flagged photos' pictures are
+        create_markdown_artifact(review_markdown(summary), key=f"autorotate-{slug}-review",
+                                 description="Review the flagged photos: orient review ARCHIVE")
     emit_event(
         event="orient.autorotate.completed",
         resource={"prefect.resource.id": f"orient.archive.{slug}", "prefect.resource.name": summary["archive"]},

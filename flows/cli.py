@@ -140,7 +140,7 @@ def autorotate(archive_dir, report, out_dir, state_dir, rejudge, quiet, as_json,
     from orient_model.model.registry import read_checkpoint, resolve_model_path
 
     resolve_device(cfg.device)  # `--device cuda` without a GPU: one line, before any work
-    read_checkpoint(resolve_model_path(cfg.model))  # so does a bad model
+    read_checkpoint(resolve_model_path(cfg.model, cfg.models_dir and Path(cfg.models_dir)))  # so does a bad model
     from flows.server import prefect_api
 
     with prefect_api() as server:
@@ -265,11 +265,18 @@ def demo(workdir, quiet, as_json) -> None:
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="training set folder (DATA_DIR)")
 @click.option("--provenance", type=click.Path(path_type=Path),
               help="JSON list of {sha256, source, license, kinds} records for the photos")
+@click.option("--reviewed-from", "reviewed_from", multiple=True, type=click.Path(path_type=Path),
+              help="an archive whose operator-reviewed photos join the pool (repeat)")
+@click.option("--trust-upright", is_flag=True,
+              help="do not check that the folders hold upright photos (the check refuses a folder when over 5% "
+                   "of its photos are confidently predicted as turned)")
+@click.option("--check-model", default="current", show_default=True, help="the model that checks the folders")
 @config_options("training_set")
 @config_option
 @click.option("--quiet", "-q", is_flag=True, help="no progress, only errors")
 @user_errors
-def make_training_set_cmd(upright_dirs, out, provenance, config, quiet, **settings) -> None:
+def make_training_set_cmd(upright_dirs, out, provenance, reviewed_from, trust_upright, check_model, config, quiet,
+                          **settings) -> None:
     """Write 0/90/180/270 copies of upright photos (ImageFolder layout) and a Parquet manifest."""
     set_output(quiet, False)
     cfg = load(config, "training_set", settings)
@@ -286,7 +293,9 @@ def make_training_set_cmd(upright_dirs, out, provenance, config, quiet, **settin
 
     with prefect_api() as server:
         manifest = run_flow(server, make_training_set, upright_dirs=[str(d) for d in upright_dirs], out=str(out),
-                            config=cfg, provenance=str(provenance) if provenance else None)
+                            config=cfg, provenance=str(provenance) if provenance else None,
+                            reviewed_from=[str(a) for a in reviewed_from], trust_upright=trust_upright,
+                            check_model=check_model)
     click.echo(f"manifest: {manifest}")
 
 
@@ -322,22 +331,159 @@ def train(data_dir, out, config, quiet, **settings) -> None:
 
 @main.command()
 @click.argument("archive_dir", type=click.Path(path_type=Path))
-@click.option("--cron", default="0 2 * * *", show_default=True, help="when to run (cron syntax)")
-@click.option("--timezone", help="time zone of the schedule (default: this machine's)")
+@click.option("--cron", default="0 2 * * *", show_default=True, help="when to auto-rotate (cron syntax)")
+@click.option("--timezone", help="time zone of the schedules (default: this machine's)")
+@click.option("--retrain-cron", default="0 3 * * 0", show_default=True,
+              help="when to retrain (cron syntax; weekly by default)")
+@click.option("--no-retrain", is_flag=True, help="serve only the auto-rotate deployment")
+@click.option("--upright", "upright_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="a folder of upright photos for retraining (repeat)")
 @config_options("autorotate")
 @config_option
 @user_errors
-def serve(archive_dir, cron, timezone, config, **settings) -> None:
-    """Serve a scheduled Prefect deployment that auto-rotates new scans (nightly by default)."""
+def serve(archive_dir, cron, timezone, retrain_cron, no_retrain, upright_dirs, config, **settings) -> None:
+    """Serve scheduled Prefect deployments: auto-rotate new scans nightly, retrain weekly."""
     cfg = load(config, "autorotate", settings)
     existing_dir(archive_dir, "archive directory")
-    from flows.deployments import local_timezone, serve_nightly
+    from flows.deployments import local_timezone, nightly_deployment, retrain_deployment, serve_deployments
     from flows.server import prefect_api
 
+    root, tz = str(archive_dir.resolve()), timezone or local_timezone()
+    deployments = [nightly_deployment(root, cron, tz, cfg)]
+    if not no_retrain:
+        deployments.append(retrain_deployment(root, [str(d.resolve()) for d in upright_dirs], retrain_cron, tz,
+                                              cfg.models_dir))
     with prefect_api() as server:
         if server is not None:
             server.wait_until_ready()
-        serve_nightly(str(archive_dir.resolve()), cron, timezone or local_timezone(), cfg)
+        say(f"serving {', '.join(d.name for d in deployments)} ({tz}); stop with Ctrl-C")
+        serve_deployments(*deployments)
+
+
+# --------------------------------------------------------------------------- the model registry
+
+models_dir_option = click.option("--models-dir", type=click.Path(path_type=Path),
+                                 help="the model registry (default: ORIENT_MODELS_DIR, else in your data directory)")
+
+
+@main.command()
+@models_dir_option
+@click.option("--json", "as_json", is_flag=True, help="print the list as JSON")
+@user_errors
+def models(models_dir, as_json) -> None:
+    """List the registered models; the current one is marked *."""
+    from orient_model.model.registry import default_models_dir, list_models
+
+    rows = list_models(models_dir)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo(f"no models in {models_dir or default_models_dir()}; the shipped model serves (`--model default`)")
+        return
+    for r in rows:
+        figures = f"test accuracy {r['test_accuracy']:.1%}" if r["test_accuracy"] is not None else "no test figures"
+        gate = "" if r["quality_gate"] else "  FAILED ITS QUALITY GATE"
+        click.echo(f"{'*' if r['current'] else ' '} {r['version']}  {r['architecture']}  {figures}"
+                   f"{'  ' + r['promotion'] if r['promotion'] else ''}{gate}")
+    if not any(r["current"] for r in rows):
+        click.echo("  (none promoted: the shipped model serves)")
+
+
+@main.command("promote")
+@click.argument("version")
+@models_dir_option
+@user_errors
+def promote_cmd(version, models_dir) -> None:
+    """Make VERSION the current model (autorotate and serve use it from their next run)."""
+    from orient_model.model.registry import promote
+
+    promote(version, models_dir, why="promoted by hand (orient promote)")
+    click.echo(f"current model: {version}")
+
+
+@main.command("rollback")
+@models_dir_option
+@user_errors
+def rollback_cmd(models_dir) -> None:
+    """Make the previously current model current again."""
+    from orient_model.model.registry import rollback
+
+    previous = rollback(models_dir)
+    click.echo(f"current model: {previous or 'the shipped model (nothing promoted)'}")
+
+
+@main.command()
+@click.argument("upright_dirs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--archive", "archive_dir", type=click.Path(path_type=Path),
+              help="an archive whose operator-reviewed photos join the pool")
+@models_dir_option
+@click.option("--max-error", type=float, default=0.01, show_default=True,
+              help="error target at which the challenger must certify at least the champion's coverage")
+@click.option("--margin", type=float, default=0.005, show_default=True, help="accuracy a challenger must gain")
+@click.option("--trust-upright", is_flag=True, help="do not check the upright folders with the current model")
+@click.option("--provenance", type=click.Path(path_type=Path), help="JSON records of the photos' origin and licence")
+@config_options("train")
+@config_option
+@click.option("--quiet", "-q", is_flag=True, help="no progress, only errors")
+@user_errors
+def retrain(upright_dirs, archive_dir, models_dir, max_error, margin, trust_upright, provenance, config, quiet,
+            **settings) -> None:
+    """Train a challenger on upright folders and reviewed photos; promote it only if it beats the current model."""
+    set_output(quiet, False)
+    from orient_model.config import load_config
+
+    for d in upright_dirs:
+        existing_dir(d, "folder of upright photos")
+    if not upright_dirs and archive_dir is None:
+        fail("give folders of upright photos and/or --archive with reviewed photos")
+    conf = load_config(config, {**overrides("train", settings)})
+    from flows.retrain import retrain as retrain_flow
+    from flows.server import prefect_api
+
+    with prefect_api() as server:
+        decision = run_flow(server, retrain_flow, upright_dirs=[str(d) for d in upright_dirs],
+                            archive_dir=str(archive_dir) if archive_dir else None,
+                            models_dir=str(models_dir) if models_dir else None, set_config=conf.training_set,
+                            train_config=conf.train.model_copy(update={"freeze": settings.get("freeze") or "early"}),
+                            max_error=max_error, margin=margin, provenance=str(provenance) if provenance else None,
+                            trust_upright=trust_upright)
+    click.echo(f"challenger {decision['challenger']}: {'promoted' if decision['promoted'] else 'not promoted'}")
+    for reason in decision["reasons"]:
+        click.echo(f"  {reason}")
+
+
+@main.command()
+@click.argument("archive_dir", type=click.Path(path_type=Path))
+@click.option("--rounds", type=int, default=2, show_default=True, help="rounds of pseudo-labelling and retraining")
+@click.option("--upright", "upright_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="also a folder of upright photos (repeat); ground truth to judge challengers on")
+@click.option("--start-bar", type=float, default=0.95, show_default=True,
+              help="confidence a pseudo-label needs in round 1 (rises each round)")
+@models_dir_option
+@config_options("train")
+@config_option
+@click.option("--quiet", "-q", is_flag=True, help="no progress, only errors")
+@user_errors
+def bootstrap(archive_dir, rounds, upright_dirs, start_bar, models_dir, config, quiet, **settings) -> None:
+    """Learn from the archive itself: photos the model is sure of become training photos, in rounds."""
+    set_output(quiet, False)
+    existing_dir(archive_dir, "archive directory")
+    from orient_model.config import load_config
+
+    conf = load_config(config, overrides("train", settings))
+    from flows.retrain import bootstrap as bootstrap_flow
+    from flows.server import prefect_api
+
+    with prefect_api() as server:
+        decisions = run_flow(server, bootstrap_flow, archive_dir=str(archive_dir), upright_dirs=[str(d) for d in upright_dirs],
+                             rounds=rounds, models_dir=str(models_dir) if models_dir else None,
+                             set_config=conf.training_set,
+                             train_config=conf.train.model_copy(update={"freeze": settings.get("freeze") or "early"}),
+                             start_bar=start_bar, trust_upright=True)
+    for d in decisions:
+        click.echo(f"round {d['round']}: {d['pseudo_labels']} pseudo-labels; challenger {d['challenger']} "
+                   f"{'promoted' if d['promoted'] else 'not promoted'}: {'; '.join(d['reasons'])}")
 
 
 @main.command("config")
@@ -346,6 +492,53 @@ def show_config() -> None:
     from orient_model.config import dump_defaults
 
     click.echo(dump_defaults(), nl=False)
+
+
+# --------------------------------------------------------------------------- operator review
+
+state_dir_option = click.option("--state-dir", type=click.Path(path_type=Path),
+                                help="state folder of report-only runs, if not the default one")
+
+
+@main.command()
+@click.argument("archive_dir", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (keep it local)")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="port to listen on")
+@click.option("--reviewer", help="name recorded with each decision  [default: your user name]")
+@click.option("--report", "reports", multiple=True, type=click.Path(path_type=Path),
+              help="also review this report (one written outside the state folders with --report)")
+@state_dir_option
+@user_errors
+def review(archive_dir, host, port, reviewer, reports, state_dir) -> None:
+    """Serve the review page for an archive's flagged photos (and its automatic decisions)."""
+    existing_dir(archive_dir, "archive directory")
+    from flows.review import serve
+
+    serve(archive_dir, host, port, reviewer, state_dir, list(reports), announce=say)
+
+
+@main.command("apply-review")
+@click.argument("archive_dir", type=click.Path(path_type=Path))
+@click.option("--apply", "method", type=click.Choice(["lossless", "exif"]), default="lossless", show_default=True,
+              help="how to turn the files")
+@click.option("--report", type=click.Path(path_type=Path), help="Parquet report path (default: in the state folder)")
+@state_dir_option
+@output_options
+@user_errors
+def apply_review(archive_dir, method, report, state_dir, quiet, as_json) -> None:
+    """Turn the photos as the operator decided on the review page: lossless, journaled, undoable."""
+    set_output(quiet, as_json)
+    existing_dir(archive_dir, "archive directory")
+    from flows.server import prefect_api
+
+    with prefect_api() as server:
+        from flows.apply_review import apply_review as apply_review_flow
+
+        summary = run_flow(server, apply_review_flow, archive_dir=str(archive_dir), apply=method,
+                           state_dir=str(state_dir) if state_dir else None, report=str(report) if report else None)
+    finish_summary(summary, quiet, as_json)
+    if not (quiet or as_json) and summary["applied"]:
+        click.echo(f"undo with: orient undo {summary['report']}")
 
 
 def run() -> None:

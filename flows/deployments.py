@@ -45,6 +45,21 @@ def nightly_deployment(archive_dir: str, cron: str, timezone: str, cfg: Autorota
     )
 
 
-def serve_nightly(archive_dir: str, cron: str, timezone: str, cfg: AutorotateConfig) -> None:
+def retrain_deployment(archive_dir: str, upright_dirs: list[str], cron: str, timezone: str,
+                       models_dir: str | None = None):
+    """Weekly by default: a challenger trained on the pool, promoted only if it wins."""
+    from flows.retrain import retrain
+
+    return retrain.to_deployment(
+        name=f"retrain-{archive_slug(archive_dir)}",
+        schedule=Cron(cron, timezone=timezone),
+        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+        parameters={"upright_dirs": upright_dirs, "archive_dir": archive_dir, "models_dir": models_dir},
+        description=f"Retrain on the photos reviewed in {archive_dir} (and upright folders); promote only a better model.",
+        tags=["orient", "retrain", archive_slug(archive_dir)],
+    )
+
+
+def serve_deployments(*deployments) -> None:
     """Serve until stopped (Ctrl-C); runs appear in the Prefect UI with their reports."""
-    serve(nightly_deployment(archive_dir, cron, timezone, cfg))
+    serve(*deployments)

@@ -4,6 +4,7 @@ import json
 import shlex
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task, unmapped
@@ -16,8 +17,10 @@ from orient_model.archive.atomic import atomic_write_bytes, sha256_file
 from orient_model.config import TrainConfig, TrainingSetConfig
 from orient_model.model.architectures import ARCHS
 from orient_model.model.card import model_card_markdown
+from orient_model.model.promotion import quality_gate
 from orient_model.model.registry import find_trained, save_model, training_key
 from orient_model.model.train import TrainingError, fit
+from orient_model.pool import OPERATOR_REVIEW, PoolPhoto, check_upright, merge, upright_folders
 from orient_model.training_set import (
     SPLITS,
     ManifestRow,
@@ -33,43 +36,75 @@ PROVENANCE = "provenance.json"
 
 
 @task(retries=2, retry_delay_seconds=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
-def copies_for_sources(sources: list[tuple[str, bool]], out_dir: str, cfg: TrainingSetConfig,
+def copies_for_sources(sources: list[tuple[PoolPhoto, bool]], out_dir: str, cfg: TrainingSetConfig,
                        kinds: dict[str, list[str]]) -> list[ManifestRow]:
-    """Copies for a chunk of (source, held out); copies already on disk are not made again."""
-    return [row for s, held_out in sources for row in process_source(Path(s), Path(out_dir), cfg, kinds, held_out)]
+    """Copies for a chunk of (pool photo, held out); copies already on disk are not made again."""
+    return [row for photo, held_out in sources
+            for row in process_source(Path(photo.path), Path(out_dir), cfg, kinds, held_out, photo.rotation_deg,
+                                      photo.label_source)]
+
+
+@task(cache_policy=NO_CACHE)
+def check_sources_upright(photos: list[PoolPhoto], model: str, report_file: str) -> int:
+    """Refuse folders that are not upright (see orient_model.pool.check_upright); returns how
+    many photos looked turned (few enough to go on)."""
+    from orient_model.model.predict import Predictor
+    from orient_model.model.registry import load_model
+
+    progress = RunProgress("check-upright", len(photos), "photos checked as upright")
+    suspects = check_upright(photos, Predictor(load_model(model), device="auto"),
+                             report_file=Path(report_file), progress=progress.advance)
+    return len(suspects)
 
 
 @flow(name="make-training-set", log_prints=True)
 @fail_cleanly
 def make_training_set(
-    upright_dirs: list[str], out: str, config: TrainingSetConfig | None = None, provenance: str | None = None
+    upright_dirs: list[str], out: str, config: TrainingSetConfig | None = None, provenance: str | None = None,
+    reviewed_from: list[str] | None = None, pseudo_labels: list[PoolPhoto] | None = None,
+    trust_upright: bool = False, check_model: str = "current",
 ) -> str:
-    """Four rotated copies (0/90/180/270) of every upright photo, plus a Parquet manifest.
+    """Four rotated copies (0/90/180/270) of every photo in the training pool, plus a manifest.
 
-    ``provenance``: optional JSON list of {sha256, source, license, ...} records; kept beside
-    the manifest so a model card can name each training photo's origin and licence.
+    The pool: photos in ``upright_dirs`` (checked with ``check_model`` first, unless
+    ``trust_upright``), photos operators reviewed in the archives ``reviewed_from``, and
+    ``pseudo_labels``. ``provenance``: optional JSON list of {sha256, source, license, kinds}
+    records; kept beside the manifest so a model card names each photo's origin and licence.
     """
     cfg = config or TrainingSetConfig()
     logger = get_run_logger()
     records = {r["sha256"]: r for r in json.loads(Path(provenance).read_text())} if provenance else {}
     kinds = {sha: list(r.get("kinds") or []) for sha, r in records.items()}
+    folders = upright_folders(find_photos(upright_dirs)) if upright_dirs else []
     held = [Path(d).resolve() for d in cfg.held_out_dirs]
-    paths = list(find_photos([*upright_dirs, *cfg.held_out_dirs]))
-    sources = [(str(p), any(p.resolve().is_relative_to(h) for h in held)) for p in paths]
-    if not sources:
-        raise TrainingError(f"no files found in {', '.join(upright_dirs)}")
-    logger.info(f"{len(sources)} files in {len(upright_dirs)} folder(s); copies go to {out}")
+    held_photos = upright_folders(find_photos(cfg.held_out_dirs)) if held else []
+    reviewed = [p for archive in reviewed_from or [] for p in reviewed_photos(archive)]
+    pool = merge(reviewed, folders, held_photos, list(pseudo_labels or []))
+    if not pool:
+        raise TrainingError(f"no files found in {', '.join(upright_dirs) or 'the training pool'}")
+    if folders and not trust_upright:
+        suspects = check_sources_upright(folders, check_model, str(Path(out) / "not-upright.tsv"))
+        if suspects:
+            logger.warning(f"{suspects} photo(s) in the upright folders look turned to the model (few enough to go "
+                           f"on; listed in {Path(out) / 'not-upright.tsv'})")
+    sources = [(p, any(Path(p.path).resolve().is_relative_to(h) for h in held)) for p in pool]
+    counts = Counter(p.label_source for p in pool)
+    logger.info(f"{len(pool)} photos in the pool (" + ", ".join(f"{n} {k}" for k, n in counts.items())
+                + f"); copies go to {out}")
     progress = RunProgress("make-training-set", len(sources), "sources")
     chunks = [sources[i:i + CHUNK] for i in range(0, len(sources), CHUNK)]
     rows: list[ManifestRow] = []
     seen: set[tuple] = set()
+    duplicates = 0
     for chunk, future in zip(chunks, copies_for_sources.map(chunks, unmapped(out), unmapped(cfg), unmapped(kinds))):
-        chunk_rows = future.result()
         # The same photo under two names is one source: its copies must not count twice.
-        for row in chunk_rows:
-            if row.error or (row.source_sha256, row.rotation_deg, row.crop) not in seen:
+        for row in future.result():
+            key = (row.source_sha256, row.rotation_deg, row.crop)
+            if row.error or key not in seen:
                 rows.append(row)
-                seen.add((row.source_sha256, row.rotation_deg, row.crop))
+                seen.add(key)
+            elif row.rotation_deg in (0, None) and row.crop in (0, None):
+                duplicates += 1
         progress.advance(len(chunk))
     bad = [r for r in rows if r.error]
     good = {r.source_sha256 for r in rows if not r.error}
@@ -83,7 +118,8 @@ def make_training_set(
     per_split = {s: len({r.source_sha256 for r in rows if r.split == s}) for s in SPLITS}
     logger.info(
         f"{len(good)} photos -> {sum(1 for r in rows if r.copy_path)} copies; photos per split: "
-        + ", ".join(f"{s} {n}" for s, n in per_split.items()) + f"; {len(bad)} unreadable; manifest {path}"
+        + ", ".join(f"{s} {n}" for s, n in per_split.items()) + f"; {len(bad)} unreadable; "
+        f"{duplicates} exact duplicate(s) used once; manifest {path}"
     )
     if bad:
         create_table_artifact(
@@ -91,6 +127,14 @@ def make_training_set(
             key="unreadable-sources", description="Sources that could not be used",
         )
     return str(path)
+
+
+def reviewed_photos(archive: str) -> list[PoolPhoto]:
+    """Photos operators reviewed in an archive, as pool photos (their decision is the label)."""
+    from orient_model.review import training_pool
+
+    return [PoolPhoto(str(Path(archive) / e.path) if not Path(e.path).is_absolute() else e.path, e.rotation_deg,
+                      OPERATOR_REVIEW, e.sha256) for e in training_pool(archive)]
 
 
 def whole_photos(data_dir: str) -> dict[str, list[tuple[str, list[str]]]]:
@@ -120,6 +164,7 @@ def fit_and_register(data_dir: str, models_dir: str, cfg: TrainConfig, key: str,
         **result.metrics,
         "calibration": result.calibration,
     }
+    card["quality_gate"] = quality_gate(card)
     folder = save_model(Path(models_dir), result.model, cfg.arch, input_size, result.temperature, card,
                         tta_temperature=result.tta_temperature, views=cfg.views)
     return str(folder)
@@ -156,5 +201,8 @@ def train(data_dir: str, models_dir: str, config: TrainConfig | None = None, com
     folder = fit_and_register(data_dir, models_dir, cfg, key, card)
     card = json.loads((Path(folder) / "card.json").read_text())
     create_markdown_artifact(model_card_markdown(card), key="model-card", description="Trained model")
+    if not card["quality_gate"]["passed"]:
+        logger.error(f"MODEL {card['version']} FAILED ITS QUALITY GATE: {'; '.join(card['quality_gate']['reasons'])}. "
+                     "It is registered for inspection only and can never be promoted.")
     logger.info(f"model saved to {folder}: val accuracy {card['val_accuracy']:.1%}")
     return folder

@@ -74,7 +74,8 @@ class TrainConfig(_Section):
 class AutorotateConfig(_Section):
     """orient autorotate / orient serve"""
 
-    model: str = Field("default", description="default (shipped) | current (promoted) | a version folder | a .pt file")
+    model: str = Field("current", description="current (promoted, else shipped) | default (shipped) | a version | a file")
+    models_dir: str | None = Field(None, description="the model registry (null: ORIENT_MODELS_DIR, else your data dir)")
     max_error: float = Field(
         0.01, gt=0, lt=1, description="error allowed among automatic decisions (certified, 95% confidence)")
     threshold: float | None = Field(
@@ -83,6 +84,8 @@ class AutorotateConfig(_Section):
         "none", description="none (report only) | lossless | exif: how confident decisions are carried out")
     batch_size: int = Field(32, ge=1, description="photos per model batch")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto (the GPU when present) | cpu | cuda")
+    engine: Literal["auto", "openvino", "onnxruntime", "torch"] = Field(
+        "auto", description="what runs the network on a CPU: auto picks the fastest verified engine")
     tta: bool = Field(True, description="also look at each view turned four ways, and vote")
     views: int | None = Field(None, ge=1, le=5, description="square views along the long side (null: the model's own)")
     saliency: Literal["gradcam", "guided", "gradient", "off"] = Field(

@@ -143,19 +143,24 @@ def predict_entries(
             for read, p in zip(usable, probs, strict=True):
                 read.row.predict_ms = per_photo_ms
                 read.judged = Judgement(read.row.sha256_before, tuple(float(v) for v in p), None)
+            flagged = []
             for read in reads:
                 row = read.row
                 if read.judged is not None and read.judged.probs is not None and row.action != "skip":
                     _decide(row, Decision.of(read.judged.probs, threshold))
                     if row.action == "flag" and read.upright is not None:  # carried: pictured before
                         row.thumbnail_png = thumbnail_png(read.upright, cfg.thumbnail_size)
-                        if renderer is not None:
-                            row.saliency_png = renderer.render(read.upright, row.rotation_deg, read.judged.probs)
+                        flagged.append(read)
                 out.rows.append(row)
                 if read.seen is not None:
                     out.seen.append(read.seen)
                 if read.judged is not None and not row.carried:
                     out.judged.append(read.judged)
+            if renderer is not None and flagged:  # evidence for the batch's flagged photos in one pass
+                pictures = renderer.render_many([r.upright for r in flagged], [r.row.rotation_deg for r in flagged],
+                                                [r.judged.probs for r in flagged])
+                for read, picture in zip(flagged, pictures, strict=True):
+                    read.row.saliency_png = picture
             if progress:
                 progress(len(reads))
     return out

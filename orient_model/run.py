@@ -111,10 +111,11 @@ class AutorotateRun:
         self.writer = ReportWriter(self.report_path, self.run_config())
 
     def run_config(self) -> dict:
-        return {"run_id": self.run_id, "archive": str(self.root), "out_dir": str(self.out_dir or "") or None,
-                "model": self.model_path, "model_version": self.model_version, "view_key": self.view_key,
-                "threshold": self.threshold, "decisions": self.decision_note, "state_dir": str(self.folders.primary), "rejudge": self.rejudge,
-                "resumed_runs": self.adopted, **self.cfg.model_dump()}
+        return {**self.cfg.model_dump(), "run_id": self.run_id, "archive": str(self.root),
+                "out_dir": str(self.out_dir or "") or None, "model": self.model_path or self.cfg.model,
+                "model_version": self.model_version, "view_key": self.view_key, "threshold": self.threshold,
+                "decisions": self.decision_note, "state_dir": str(self.folders.primary), "rejudge": self.rejudge,
+                "resumed_runs": self.adopted}
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
@@ -187,3 +188,30 @@ class AutorotateRun:
             row.action, row.error = "error", f"not changed: {exc}"
             self.log(f"{row.path}: {row.error}")
         row.apply_ms = (time.perf_counter() - start) * 1000
+
+
+def apply_decisions(archive_dir: str | os.PathLike[str], decisions: dict[str, int], cfg: AutorotateConfig,
+                    source: str, **run_options) -> AutorotateRun:
+    """A whole run whose decisions are known, not predicted (an operator's, or a drill's truth):
+    each listed file is turned by its ``rotation_deg`` (0: kept) through the same protocol, with
+    the same journal, report and undo. Files not listed are reported unchanged."""
+    from orient_model.archive.paths import Tree
+    from orient_model.pipeline import read_entry
+
+    with AutorotateRun(archive_dir, cfg, source, "decided", **run_options) as run:
+        predicted = Predicted()
+        with Tree(run.root) as tree:
+            for entry in run.entries:
+                rotation = decisions.get(entry.rel_path)
+                read = read_entry(tree, entry, 32, cfg, run.memory) if rotation is not None else None
+                row = read.row if read is not None else None
+                if row is None:
+                    continue
+                if row.action != "skip" and row.error is None:
+                    row.rotation_deg, row.confidence = rotation, 1.0
+                    row.action = "keep" if rotation == 0 else "rotate"
+                predicted.rows.append(row)
+                if read.seen is not None:
+                    predicted.seen.append(read.seen)
+        run.finish_chunk(predicted)
+    return run

@@ -34,6 +34,9 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("source_sha256", pa.string(), metadata={"doc": "sha256 of the source file"}),
         pa.field("split", pa.string(), metadata={"doc": "train, val, calib or test, by photo"}),
         pa.field("kinds", pa.list_(pa.string()), metadata={"doc": "people, scene, greyscale, ... (provenance)"}),
+        pa.field("label_source", pa.string(), metadata={"doc": "how the photo's upright is known: upright folder, "
+                                                        "operator review, pseudo-label round N"}),
+        pa.field("source_rotation_deg", pa.int16(), metadata={"doc": "clockwise turn that makes the source upright"}),
         pa.field("rotation_deg", pa.int16(), metadata={"doc": "the copy is turned this much counter-clockwise "
                                                        "(so it needs this much clockwise: its class)"}),
         pa.field("crop", pa.int16(), metadata={"doc": "index of the square view along the long side"}),
@@ -49,6 +52,8 @@ class ManifestRow:
     source_sha256: str | None
     split: str | None
     kinds: list[str] | None
+    label_source: str | None
+    source_rotation_deg: int | None
     rotation_deg: int | None
     crop: int | None
     copy_path: str | None
@@ -91,21 +96,25 @@ def encode_copy(img, quality: int) -> bytes:
 
 
 def make_copies(source: Path, sha256: str, out_dir: Path, cfg: TrainingSetConfig, kinds: list[str] | None = None,
-                held_out: bool = False) -> list[ManifestRow]:
-    """Write the rotated copies of one source; existing copies are kept, not redone."""
-    split = split_of(sha256, cfg, held_out)
+                held_out: bool = False, turn: int = 0, label_source: str = "upright folder") -> list[ManifestRow]:
+    """Write the rotated copies of one source (``turn``: clockwise degrees that make it upright);
+    existing copies are kept, not redone."""
+    # A pseudo-label is the model's own guess: it may train a model, never judge one.
+    split = "train" if label_source.startswith("pseudo-label") else split_of(sha256, cfg, held_out)
+    about = (str(source), sha256, split, kinds, label_source, turn)
     if split not in COPIED_SPLITS:
-        return [ManifestRow(str(source), sha256, split, kinds, None, None, None)]
+        return [ManifestRow(*about, None, None, None)]
     rows: list[ManifestRow] = []
     pending = []
     for crop in range(cfg.crops_per_photo):
         for angle, name in zip(orientation.ROTATIONS, orientation.CLASS_NAMES, strict=True):
             rel = Path(split) / name / copy_name(sha256, crop)
-            rows.append(ManifestRow(str(source), sha256, split, kinds, angle, crop, rel.as_posix()))
+            rows.append(ManifestRow(*about, angle, crop, rel.as_posix()))
             if not (out_dir / rel).exists():
                 pending.append((crop, angle, rel))
     if pending:
-        upright = isotropic_chroma(load_upright(source, cfg.copy_size, cfg.max_pixels))
+        decoded = load_upright(source, cfg.copy_size, cfg.max_pixels)
+        upright = isotropic_chroma(orientation.apply(decoded, orientation.CLOCKWISE[turn]))
         views = square_views(upright, cfg.copy_size, cfg.crops_per_photo)
         for crop, angle, rel in pending:
             turned = orientation.apply(views[crop], orientation.COUNTER_CLOCKWISE[angle])
@@ -124,18 +133,19 @@ def isotropic_chroma(img: Image.Image, sigma: float = 1.5) -> Image.Image:
 
 
 def process_source(source: Path, out_dir: Path, cfg: TrainingSetConfig, kinds_by_sha: dict | None = None,
-                   held_out: bool = False) -> list[ManifestRow]:
+                   held_out: bool = False, turn: int = 0, label_source: str = "upright folder") -> list[ManifestRow]:
     """Copies of one source, or a single row saying why it was unusable. ``kinds_by_sha`` gives
     a photo's kinds (people, scene, ...) from its provenance record."""
     try:
         sha = sha256_file(source)
     except OSError as exc:
-        return [ManifestRow(str(source), None, None, [], None, None, None, f"cannot read file: {exc.strerror}")]
+        return [ManifestRow(str(source), None, None, [], label_source, turn, None, None, None,
+                            f"cannot read file: {exc.strerror}")]
     kinds = (kinds_by_sha or {}).get(sha, [])
     try:
-        return make_copies(source, sha, out_dir, cfg, kinds, held_out)
+        return make_copies(source, sha, out_dir, cfg, kinds, held_out, turn, label_source)
     except ImageReadError as exc:
-        return [ManifestRow(str(source), sha, None, kinds, None, None, None, str(exc))]
+        return [ManifestRow(str(source), sha, None, kinds, label_source, turn, None, None, None, str(exc))]
 
 
 def write_manifest(rows: list[ManifestRow], path: Path) -> None:

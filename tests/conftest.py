@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
-# Flows log to a temporary Prefect home, never the user's.
+# Flows log to a temporary Prefect home, and report-only state and the model registry live in a
+# temporary data directory: never the user's.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="orient-prefect-home-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="orient-data-home-")
+os.environ.pop("ORIENT_MODELS_DIR", None)
+os.environ["ORIENT_CACHE_DIR"] = tempfile.mkdtemp(prefix="orient-cache-")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
@@ -21,6 +25,17 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+@pytest.fixture(scope="session")
+def cli_env(prefect_server) -> dict[str, str]:
+    """Environment for `orient` subprocesses: the session's Prefect server, not one each."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=_PREFECT_HOME, PREFECT_API_URL=PREFECT_API_URL.value(),
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +54,6 @@ def tiny_model(prefect_server, scenes_dir, tmp_path_factory) -> Path:
     from orient_model.config import TrainConfig, TrainingSetConfig
 
     work = tmp_path_factory.mktemp("tiny")
-    make_training_set([str(scenes_dir)], str(work / "data"), TrainingSetConfig(copy_size=96))
+    make_training_set([str(scenes_dir)], str(work / "data"), TrainingSetConfig(copy_size=96), trust_upright=True)
     cfg = TrainConfig(arch="tiny", epochs=6, batch_size=32, lr=3e-3, workers=0, device="cpu")
     return Path(train(str(work / "data"), str(work / "models"), cfg))

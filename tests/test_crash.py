@@ -1,270 +1,149 @@
-"""Crash drills against the real command line: `kill -9` mid-run, resume, check every byte, undo.
+"""Crash safety: kill -9 at any point of the change protocol, resume, check every byte, undo.
 
-Each drill starts `orient autorotate ARCHIVE --apply lossless` as a separate process (with its
-own Prefect home, so its temporary server is its own), kills it with SIGKILL while it is writing
-(triggered by new rows appearing in `.orient/journal.sqlite`, then a random short delay), runs it
-again to completion, and then checks every file in the archive:
-
-* it is byte-identical to its original, or it decodes and, as displayed, is exactly the
-  original as displayed turned by the journal's rotation (JPEG: within rotate.py's tolerance);
-* its hash is the one the journal recorded for that change (``sha256_after``);
-* no file is missing, no temporary file is left, no journal row is left 'planned';
-* no file was rotated twice: at most one 'done' change per path, starting from the original.
-
-Undoing the runs (the final run through its report, the killed runs by run id, since a killed
-run writes no report) must then give back byte-identical originals.
-
-Set ORIENT_CRASH_SEED to replay a drill's kill points.
+Most kills land in-process at exact points (the library's run in a child process, killed by its
+own stage hook); one drill kills the real command line while it writes. After each kill the
+archive must already be safe (every file original or fully rotated and verified); the resumed
+run finishes the job without rotating anything twice, and undoing its report alone restores
+every original byte for byte. Set ORIENT_CRASH_SEED to replay a drill's random choices.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from orient_model.archive.atomic import TMP_PREFIX
-from orient_model.archive.audit import archive_contents, displayed_rotation_problem, read_journal
+from orient_model.archive.audit import archive_contents, audit, read_journal, scrambled_archive
 from orient_model.archive.paths import STATE_DIRNAME
-from orient_model.synthetic import scene
+from orient_model.archive.undo import undo_run
+from orient_model.config import AutorotateConfig
+from orient_model.run import apply_decisions
 
 REPO = Path(__file__).resolve().parents[1]
+LOSSLESS = AutorotateConfig(apply="lossless")
+
+KILLED_RUN = textwrap.dedent("""
+    import json, os, signal, sys
+    from orient_model.config import AutorotateConfig
+    from orient_model.run import apply_decisions
+    root, truth, stage, nth = sys.argv[1], json.loads(open(sys.argv[2]).read()), sys.argv[3], int(sys.argv[4])
+    seen = {"n": 0}
+
+    def kill_at(at, rel):  # a real SIGKILL, at the nth time the protocol reaches this stage
+        if at == stage:
+            seen["n"] += 1
+            if seen["n"] == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    apply_decisions(root, truth, AutorotateConfig(apply="lossless"), "drill", on_stage=kill_at)
+""")
 
 
-
-# --------------------------------------------------------------------------- the archive
-
-
-def make_archive(root: Path, n: int, seed: int) -> dict[str, bytes]:
-    """Scrambled synthetic scenes: mostly JPEG (MCU-aligned and odd sizes, some with an EXIF
-    Orientation), some PNG and TIFF, a few in a subfolder. Returns {relative path: bytes}."""
-    rng = np.random.default_rng(seed)
-    sizes = [(320, 240), (256, 192), (301, 227), (250, 187)]  # 16-aligned and not
-    originals: dict[str, bytes] = {}
-    for i in range(n):
-        w, h = sizes[i % len(sizes)]
-        img = scene(rng, w, h).rotate(90 * int(rng.integers(4)), expand=True)
-        kind, buf = i % 8, io.BytesIO()
-        if kind == 6:
-            rel, fmt, kwargs = f"p{i:03d}.png", "PNG", {}
-        elif kind == 7:
-            rel, fmt, kwargs = f"p{i:03d}.tif", "TIFF", {"compression": "tiff_lzw"}
-        else:
-            rel, fmt, kwargs = f"p{i:03d}.jpg", "JPEG", {"quality": 90}
-            if kind == 5:
-                exif = Image.Exif()
-                exif[274] = int(rng.choice([3, 6, 8]))
-                kwargs["exif"] = exif.tobytes()
-        if i % 3 == 0:
-            rel = f"1962/{rel}"
-        img.save(buf, fmt, **kwargs)
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(buf.getvalue())
-        originals[rel] = buf.getvalue()
-    return originals
+def killed_run(root: Path, truth: dict[str, int], stage: str, nth: int, work: Path) -> int:
+    (work / "truth.json").write_text(json.dumps(truth))
+    proc = subprocess.run([sys.executable, "-c", KILLED_RUN, str(root), str(work / "truth.json"), stage, str(nth)],
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, timeout=300)
+    return proc.returncode
 
 
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+@pytest.mark.parametrize("stage", ["verified", "backed-up", "planned", "replaced"])
+def test_kill_9_at_each_point_of_the_protocol_then_resume_then_undo(tmp_path: Path, stage: str) -> None:
+    seed = int(os.environ.get("ORIENT_CRASH_SEED", random.randrange(1 << 30)))
+    ctx = f"(stage {stage}, ORIENT_CRASH_SEED={seed})"
+    root = tmp_path / "archive"
+    originals, truth = scrambled_archive(root, 16, seed % 1000)
+    turned = sum(r != 0 for r in truth.values())
+    rng = random.Random(seed)
+    for attempt in range(2):  # killed twice, at random turns, before the run that finishes
+        rc = killed_run(root, truth, stage, rng.randint(1, max(1, turned // 3)), tmp_path)
+        assert rc == -signal.SIGKILL, f"attempt {attempt}: the run was not killed (rc {rc}) {ctx}"
+        mid = audit(root, originals, final=False)
+        assert not mid["corrupt"] and not mid["lost"] and not mid["double"], f"after kill {attempt + 1} {ctx}: {mid}"
+    final = apply_decisions(root, truth, LOSSLESS, "drill", log=lambda line: None)
+    assert audit(root, originals) == {"corrupt": [], "lost": [], "double": [], "journal": []}, ctx
+    rotated = {rel for rel, data in archive_contents(root).items() if data != originals[rel]}
+    assert rotated == {rel for rel, r in truth.items() if r}, ctx
+    assert final.adopted, f"the finishing run adopted no killed run {ctx}"
+    again = apply_decisions(root, truth, LOSSLESS, "drill", log=lambda line: None)  # a re-run: never twice
+    assert again.summary["applied"] == 0 and audit(root, originals)["double"] == []
+    undo_run(str(final.report_path), announce=lambda line: None)
+    assert archive_contents(root) == originals, f"undo did not restore every original {ctx}"
+    assert {r["state"] for r in read_journal(root)} <= {"undone", "abandoned"}
 
 
-# --------------------------------------------------------------------------- processes
+# --------------------------------------------------------------------------- the real command line
 
 
-def cli_env(prefect_home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    prefect_home.mkdir(parents=True, exist_ok=True)
-    env.update(PREFECT_HOME=str(prefect_home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PYTHONPATH=str(REPO))
-    return env
-
-
-def start_cli(args: list[str], work: Path, name: str) -> subprocess.Popen:
-    """`orient ARGS` in its own process group (so SIGKILL also takes its Prefect server)."""
-    out = open(work / f"{name}.out", "wb")  # noqa: SIM115 - closed by finish()
-    err = open(work / f"{name}.err", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=REPO,
-                            env=cli_env(work / f"prefect-{name}"), stdout=out, stderr=err,
+def start_cli(args: list[str], env: dict, work: Path, name: str) -> subprocess.Popen:
+    """`orient ARGS` in its own process group, its output to files."""
+    out, err = open(work / f"{name}.out", "wb"), open(work / f"{name}.err", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env, stdout=out, stderr=err,
                             start_new_session=True)
-    proc.logs = (out, err, work / f"{name}.out", work / f"{name}.err")  # type: ignore[attr-defined]
+    proc.files = (out, err, work / f"{name}.err")  # type: ignore[attr-defined]
     return proc
 
 
-def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
-    try:
-        rc = proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc)
-        raise
-    out, err, out_path, err_path = proc.logs  # type: ignore[attr-defined]
+def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
+    rc = proc.wait(timeout)
+    out, err, err_path = proc.files  # type: ignore[attr-defined]
     out.close()
     err.close()
-    return rc, out_path.read_text(errors="replace"), err_path.read_text(errors="replace")
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group we made for it: the CLI and its server
-    except ProcessLookupError:
-        pass
-    proc.wait(30)
-
-
-def run_cli(args: list[str], work: Path, name: str, timeout: float = 120) -> tuple[int, str, str]:
-    return finish(start_cli(args, work, name), timeout)
+    return rc, err_path.read_text(errors="replace")
 
 
 def autorotate_args(root: Path, model: Path, report: Path | None = None) -> list[str]:
-    args = ["autorotate", str(root), "--apply", "lossless", "--model", str(model),
-            "--threshold", "0", "--no-tta", "--saliency", "off", "--device", "cpu"]
+    args = ["autorotate", str(root), "--apply", "lossless", "--model", str(model), "--threshold", "0",
+            "--no-tta", "--views", "1", "--saliency", "off", "--device", "cpu", "--engine", "torch", "--quiet"]
     return args + (["--report", str(report)] if report else [])
 
 
-# --------------------------------------------------------------------------- checks
-
-
-def audit(root: Path, originals: dict[str, bytes], final: bool = True) -> dict[str, list[str]]:
-    """Every file original or verified rotated, none lost, none rotated twice.
-
-    Right after a kill (``final=False``) a temporary file may be left and the change being made
-    may still be 'planned' (its file either original or already replaced); the next run settles
-    both. After a completed run neither may remain.
-    """
-    problems: dict[str, list[str]] = {"corrupt": [], "lost": [], "double": [], "journal": []}
-    files = archive_contents(root)
-    problems["lost"] = sorted(set(originals) - set(files))
-    temps = {rel for rel in files if Path(rel).name.startswith(TMP_PREFIX)}
-    extra = sorted(set(files) - set(originals) - (set() if final else temps))
-    problems["corrupt"] += [f"{p}: unexpected file" for p in extra]
-    rows = read_journal(root)
-    if final:
-        problems["journal"] += [f"{r['rel_path']}: left {r['state']!r}" for r in rows if r["state"] == "planned"]
-    by_path: dict[str, list[dict]] = {}
-    for r in rows:
-        by_path.setdefault(r["rel_path"], []).append(r)
-    for rel, original in originals.items():
-        if rel not in files:
-            continue
-        now = files[rel]
-        done = [r for r in by_path.get(rel, []) if r["state"] == "done"
-                or (not final and r["state"] == "planned" and r["sha256_after"] == sha(now))]
-        if len(done) > 1:
-            problems["double"].append(f"{rel}: {len(done)} done changes (runs {[r['run_id'] for r in done]})")
-            continue
-        if sha(now) == sha(original):
-            if done:
-                problems["journal"].append(f"{rel}: journal says rotated by {done[0]['run_id']}, file is original")
-            continue
-        if not done:
-            problems["corrupt"].append(f"{rel}: changed, but no done change in the journal")
-            continue
-        entry = done[0]
-        if entry["sha256_before"] != sha(original):
-            problems["double"].append(f"{rel}: rotated from a non-original state (run {entry['run_id']})")
-        elif entry["sha256_after"] != sha(now):
-            problems["corrupt"].append(f"{rel}: hash is not the journal's sha256_after")
-        elif why := displayed_rotation_problem(original, now, entry["rotation_deg"]):
-            problems["corrupt"].append(f"{rel}: {why}")
-    return problems
-
-
-# --------------------------------------------------------------------------- tests
-
-
-def final_config(report: Path) -> dict:
-    from orient_model.report import read_report, run_config_of
-
-    return run_config_of(read_report(report))
-
-
 @pytest.mark.slow
-def test_kill_9_during_apply_then_resume_then_undo(tiny_model: Path, tmp_path: Path) -> None:
+def test_kill_9_of_the_command_line_while_it_writes(tiny_model: Path, cli_env: dict, tmp_path: Path) -> None:
     seed = int(os.environ.get("ORIENT_CRASH_SEED", random.randrange(1 << 30)))
-    rng = random.Random(seed)
     ctx = f"(ORIENT_CRASH_SEED={seed})"
     root = tmp_path / "archive"
-    originals = make_archive(root, 80, seed=seed % 1000)
+    originals, _ = scrambled_archive(root, 60, seed % 1000)
+    proc = start_cli(autorotate_args(root, tiny_model), cli_env, tmp_path, "killed")
+    while proc.poll() is None and not read_journal(root):  # no time limit: a busy machine is slow
+        time.sleep(0.005)
+    time.sleep(random.Random(seed).uniform(0.0, 0.1))
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    finish(proc)
+    mid = audit(root, originals, final=False)
+    assert not mid["corrupt"] and not mid["lost"] and not mid["double"], f"after the kill {ctx}: {mid}"
     report = tmp_path / "final.parquet"
-
-    kills, start, drill = 0, time.monotonic(), []
-    for attempt in range(3):
-        rows_before = len(read_journal(root))
-        proc = start_cli(autorotate_args(root, tiny_model), tmp_path, f"killed{attempt}")
-        delay = rng.uniform(0.0, 0.12)  # early in the writing, so later attempts still find work
-        while proc.poll() is None and time.monotonic() - start < 75:
-            if len(read_journal(root)) > rows_before:  # this run is writing: kill it soon
-                time.sleep(delay)
-                break
-            time.sleep(0.005)
-        if proc.poll() is not None:  # it finished before we could kill it: nothing left to do
-            rc, _, err = finish(proc)
-            assert rc == 0, f"run ended with {rc} before the kill {ctx}: {err[-2000:]}"
-            break
-        kill_group(proc)
-        kills += 1
-        finish(proc)
-        states = [r["state"] for r in read_journal(root)[rows_before:]]
-        drill.append(f"kill {kills} at {time.monotonic() - start:.1f}s (+{delay:.3f}s): "
-                     f"{states.count('done')} done, {states.count('planned')} planned")
-        mid = audit(root, originals, final=False)  # the killed state itself must already be safe
-        assert not mid["corrupt"] and not mid["lost"] and not mid["double"], f"after kill {kills} {ctx}: {mid}"
-    assert kills >= 2, f"only {kills} kills landed while writing {ctx}"
-    print(f"{ctx}", *drill, sep="\n  ")
-
-    rc, out, err = run_cli(autorotate_args(root, tiny_model, report), tmp_path, "final")
-    assert rc == 0, f"resume failed {ctx}: {err[-3000:]}"
-    assert "Traceback" not in err
-    problems = audit(root, originals)
-    assert problems == {"corrupt": [], "lost": [], "double": [], "journal": []}, f"{ctx} {problems}"
-
-    rows = read_journal(root)
-    done = [r for r in rows if r["state"] == "done"]
-    rotated_now = {rel for rel, data in archive_contents(root).items() if sha(data) != sha(originals[rel])}
-    assert rotated_now == {r["rel_path"] for r in done} and len(rotated_now) >= 10, ctx
-    killed_runs = {r["run_id"] for r in done} - {json.loads(report.with_suffix(".json").read_text())["run_id"]}
-
-    # The resumed run adopted the killed runs' work, so its report alone undoes everything.
-    final = json.loads(report.with_suffix(".json").read_text())
-    assert set(final_config(report)["resumed_runs"]) == killed_runs, ctx
-    rc, _, err = run_cli(["undo", str(report)], tmp_path, "undo-final")
+    rc, err = finish(start_cli(autorotate_args(root, tiny_model, report), cli_env, tmp_path, "final"))
+    assert rc == 0 and "Traceback" not in err, f"resume failed {ctx}: {err[-3000:]}"
+    assert audit(root, originals) == {"corrupt": [], "lost": [], "double": [], "journal": []}, ctx
+    rc, err = finish(start_cli(["undo", str(report)], cli_env, tmp_path, "undo"))
     assert rc == 0, f"{ctx} {err[-2000:]}"
-    assert "Traceback" not in err and final["run_id"]
     assert archive_contents(root) == originals, f"undo did not restore every original {ctx}"
-    assert {r["state"] for r in read_journal(root)} <= {"undone", "abandoned"}
-    assert time.monotonic() - start < 120
 
 
 @pytest.mark.slow
-def test_second_concurrent_run_fails_with_one_line_naming_the_holder(tiny_model: Path, tmp_path: Path) -> None:
+def test_a_second_run_on_a_busy_archive_fails_with_one_line_naming_the_holder(tiny_model, cli_env, tmp_path):
     root = tmp_path / "archive"
-    originals = make_archive(root, 8, seed=5)
-    first = start_cli(autorotate_args(root, tiny_model), tmp_path, "first")
-    lock_info = root / STATE_DIRNAME / "lock.json"
-    deadline = time.monotonic() + 60
-    while not lock_info.exists() and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
+    scrambled_archive(root, 4, 5)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom orient_model.archive.changes import archive_lock\n"
+         "with archive_lock(sys.argv[1], 'night-run'):\n    print('locked', flush=True)\n    time.sleep(120)\n",
+         str(root)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
     try:
-        os.kill(first.pid, signal.SIGSTOP)  # hold it there, lock and all, while the second starts
-        assert lock_info.exists(), "the first run ended before it could be paused"
-        holder = json.loads(lock_info.read_text())
-        rc, out, err = run_cli(autorotate_args(root, tiny_model), tmp_path, "second")
+        assert holder.stdout.readline().strip() == "locked"
+        rc, err = finish(start_cli(autorotate_args(root, tiny_model), cli_env, tmp_path, "second"))
     finally:
-        os.kill(first.pid, signal.SIGCONT)
-    assert rc == 1, f"second run exited {rc}: {err[-2000:]}"
-    assert "in use by" in err and "Traceback" not in err + out, err[-3000:]
-    [line] = [ln for ln in err.splitlines() if "in use by" in ln and ln.startswith("error:")]
-    assert f"pid {first.pid}" in line and holder["run_id"] in line, line
-    rc, _, err = finish(first)
-    assert rc == 0, err[-2000:]
-    assert set(archive_contents(root)) == set(originals)
+        holder.kill()
+        holder.wait()
+    assert rc == 1 and "Traceback" not in err, err[-3000:]
+    [line] = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert "in use by run 'night-run'" in line and f"pid {holder.pid}" in line, line
+    assert (root / STATE_DIRNAME / "lock").exists()

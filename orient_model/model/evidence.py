@@ -40,8 +40,10 @@ METHODS = ("gradcam", "guided", "gradient")
 
 
 def last_conv_layer(model: torch.nn.Module) -> torch.nn.Module:
-    """The layer whose activations Grad-CAM weighs: an EfficientNet's final BN+activation after
-    its 1x1 head convolution, else the last convolution's block."""
+    """The layer whose activations Grad-CAM weighs: one the model names (``evidence_layer``), an
+    EfficientNet's final BN+activation after its 1x1 head convolution, else the last convolution."""
+    if isinstance(getattr(model, "evidence_layer", None), torch.nn.Module):
+        return model.evidence_layer
     if hasattr(model, "bn2") and hasattr(model, "conv_head"):
         return model.bn2
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]

@@ -45,6 +45,7 @@ class LoadedModel:
     card: dict
     tta_temperature: float = 1.0
     views: int = 1  # square views along the long side that prediction votes over
+    path: Path | None = None  # the checkpoint it was loaded from
 
     @property
     def calibration(self) -> dict:
@@ -147,18 +148,113 @@ def read_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
+def default_models_dir() -> Path:
+    """The model registry: ``ORIENT_MODELS_DIR``, else ``models`` in the user's data directory."""
+    import os
+
+    import platformdirs
+
+    return Path(os.environ.get("ORIENT_MODELS_DIR") or Path(platformdirs.user_data_dir("orient")) / "models")
+
+
+# ---------------------------------------------------------------------------- the current model
+
+# {"version": the current one, "stack": promotions still in force (rollback pops one),
+#  "log": every promotion and rollback, for the audit}
+CURRENT_FILE = "current.json"
+
+
+class PromotionRefused(OrientError):
+    """A model that must not become current (it failed its quality gate, or does not exist)."""
+
+
+def _current_record(models_dir: Path) -> dict:
+    path = Path(models_dir) / CURRENT_FILE
+    if not path.is_file():
+        return {"version": None, "stack": [], "log": []}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path} is unreadable ({exc}); promote a model again to rewrite it") from None
+
+
+def current_version(models_dir: Path | None = None) -> str | None:
+    """The promoted model's version, or None when nothing was promoted (the shipped model serves)."""
+    return _current_record(models_dir or default_models_dir())["version"]
+
+
+def promote(version: str, models_dir: Path | None = None, why: str = "promoted by hand") -> dict:
+    """Make ``version`` current, atomically; the previous one is kept for :func:`rollback`."""
+    models_dir = Path(models_dir or default_models_dir())
+    folder = models_dir / version
+    card_path = folder / "card.json"
+    if not (folder / "model.pt").is_file() or not card_path.is_file():
+        raise PromotionRefused(f"no model {version!r} in {models_dir}; `orient models` lists them")
+    gate = json.loads(card_path.read_text()).get("quality_gate", {"passed": True})
+    if not gate.get("passed", False):
+        raise PromotionRefused(f"model {version} failed its quality gate ({'; '.join(gate.get('reasons', []))}); "
+                               "it can never be current")
+    record = _current_record(models_dir)
+    record["stack"].append(version)
+    record["version"] = version
+    record["log"].append({"version": version, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "why": why})
+    atomic_write_bytes(models_dir / CURRENT_FILE, json.dumps(record, indent=1).encode())
+    return record
+
+
+def rollback(models_dir: Path | None = None) -> str | None:
+    """Make the model that was current before the present one current again (None: the shipped one)."""
+    models_dir = Path(models_dir or default_models_dir())
+    record = _current_record(models_dir)
+    if not record["stack"]:
+        raise PromotionRefused("nothing was promoted, so there is nothing to roll back")
+    left = record["stack"].pop()
+    previous = record["stack"][-1] if record["stack"] else None
+    record["log"].append({"version": previous, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                          "why": f"rolled back from {left}"})
+    record["version"] = previous
+    atomic_write_bytes(models_dir / CURRENT_FILE, json.dumps(record, indent=1).encode())
+    return previous
+
+
+def list_models(models_dir: Path | None = None) -> list[dict]:
+    """Every registered version with its headline figures; ``current`` marks the promoted one."""
+    models_dir = Path(models_dir or default_models_dir())
+    current = current_version(models_dir) if models_dir.is_dir() else None
+    out = []
+    for folder in sorted(models_dir.iterdir()) if models_dir.is_dir() else []:
+        card_path = folder / "card.json"
+        if not card_path.is_file():
+            continue
+        card = json.loads(card_path.read_text())
+        test = next(iter((card.get("test") or {}).values()), {})
+        out.append({"version": folder.name, "current": folder.name == current, "architecture": card.get("architecture"),
+                    "trained_at": card.get("trained_at"), "test_accuracy": test.get("accuracy"),
+                    "coverage": test.get("coverage"), "quality_gate": card.get("quality_gate", {}).get("passed", True),
+                    "promotion": card.get("promotion", {}).get("decision")})
+    return out
+
+
 def resolve_model_path(ref: str | Path, models_dir: Path | None = None) -> Path:
-    """'default', a version folder, a model.pt file, or a version name inside ``models_dir``."""
+    """'current' (the promoted model, else the shipped one), 'default' (the shipped one), a
+    version folder, a model.pt file, or a version name inside the registry."""
+    if str(ref) == "current":
+        version = current_version(models_dir)
+        if version is None:
+            return DEFAULT_MODEL_DIR / "model.pt"
+        return Path(models_dir or default_models_dir()) / version / "model.pt"
     if str(ref) == "default":
         return DEFAULT_MODEL_DIR / "model.pt"
+    models_dir = Path(models_dir or default_models_dir())
     path = Path(ref)
     if path.is_dir():
         return path / "model.pt"
     if path.is_file():
         return path
-    if models_dir is not None and (Path(models_dir) / str(ref)).is_dir():
-        return Path(models_dir) / str(ref) / "model.pt"
-    raise ModelLoadError(f"no model at {ref}: give 'default', a version folder, or a model.pt file")
+    if (models_dir / str(ref) / "model.pt").is_file():
+        return models_dir / str(ref) / "model.pt"
+    raise ModelLoadError(f"no model at {ref}: give current, default, a version in {models_dir}, a version folder, "
+                         "or a model.pt file")
 
 
 def load_model(ref: str | Path, models_dir: Path | None = None) -> LoadedModel:
@@ -184,4 +280,5 @@ def load_model(ref: str | Path, models_dir: Path | None = None) -> LoadedModel:
         card=card,
         tta_temperature=float(checkpoint.get("tta_temperature", 1.0)),
         views=int(checkpoint.get("views", 1)),
+        path=path,
     )

@@ -33,7 +33,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from orient_model.config import TrainConfig
 from orient_model.errors import OrientError
 from orient_model.model.architectures import ARCHS, build_model, split_stages
-from orient_model.model.calibration import certified_threshold, fit_temperature, nll
+from orient_model.model.calibration import (
+    certified_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+)
 from orient_model.model.data import CopiesDataset
 from orient_model.model.device import resolve_device
 from orient_model.model.evaluate import LOOKINGS, calibrate, metrics, score_photos
@@ -148,6 +153,26 @@ def load_data(data_dir: Path, cfg: TrainConfig, input_size: int, mean, std, sour
     return train_loader, val_loader
 
 
+def validation_metrics(result: EvalResult, temperature: float) -> dict:
+    """Single-view figures on the validation copies (per class, confusion, calibration)."""
+    probs = (result.logits / temperature).softmax(1)
+    preds = probs.argmax(1)
+    confusion = torch.zeros(4, 4, dtype=torch.long)
+    for t, p in zip(result.labels, preds, strict=True):
+        confusion[t, p] += 1
+    per_class = (confusion.diag().float() / confusion.sum(1).clamp(min=1).float()).tolist()
+    return {
+        "val_accuracy": float((preds == result.labels).float().mean()),
+        "val_per_class_accuracy": dict(zip(["0", "90", "180", "270"], per_class, strict=True)),
+        "confusion_matrix": confusion.tolist(),
+        "val_nll_before_calibration": nll(result.logits, result.labels, 1.0),
+        "val_nll": nll(result.logits, result.labels, temperature),
+        "ece_before_calibration": expected_calibration_error(result.logits.softmax(1), result.labels),
+        "ece": expected_calibration_error(probs, result.labels),
+        "val_images": len(result.labels),
+    }
+
+
 @torch.inference_mode()
 def cache_features(early: nn.Module, loader: DataLoader, passes: int, device, progress: Progress | None
                    ) -> TensorDataset:
@@ -168,12 +193,13 @@ def cache_features(early: nn.Module, loader: DataLoader, passes: int, device, pr
 
 
 def fit(data_dir: Path, cfg: TrainConfig, progress: Progress | None = None, photos: dict | None = None,
-        sources: set[str] | None = None) -> FitResult:
+        sources: set[str] | None = None, judge_copies: bool = True) -> FitResult:
     """Train ``cfg.arch`` on the copies in ``data_dir``; returns the best model, calibrated.
 
     ``photos`` maps ``calib`` and ``test`` to lists of (path, kinds) of whole photos the model
     never learns from; without calibration photos the validation copies give the temperatures
-    and there is no certified threshold. ``sources`` trains on those photos' copies only.
+    and there is no certified threshold. ``sources`` trains on those photos' copies only;
+    ``judge_copies=False`` skips voting over the validation copies (a caller judging whole photos).
     """
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
@@ -232,15 +258,10 @@ def fit(data_dir: Path, cfg: TrainConfig, progress: Progress | None = None, phot
     final = evaluate(model, val_loader, nn.CrossEntropyLoss(), device)
     temperature = fit_temperature(final.logits, final.labels)
     result = FitResult(model.cpu(), temperature, temperature, str(device), len(history), best_epoch,
-                       train_seconds, history, {
-                           "val_accuracy": final.accuracy,
-                           "val_nll_before_calibration": nll(final.logits, final.labels, 1.0),
-                           "val_nll": nll(final.logits, final.labels, temperature),
-                           "val_images": len(final.labels),
-                       })
+                       train_seconds, history, validation_metrics(final, temperature))
     if photos and photos.get("calib"):
         judge_on_photos(result, cfg, input_size, photos, progress)
-    else:  # no calibration photos (small sets): the validation copies stand in, with no certified threshold
+    elif judge_copies:  # no calibration photos (small sets): the validation copies stand in, no certified threshold
         voted = evaluate_voted(model, val_loader, device)
         result.tta_temperature = fit_temperature(voted.logits, voted.labels)
         result.metrics["val_accuracy_tta"] = voted.accuracy
@@ -254,7 +275,7 @@ def judge_on_photos(result: FitResult, cfg: TrainConfig, input_size: int, photos
     spec = ARCHS[cfg.arch]
     loaded = LoadedModel(result.model, cfg.arch, input_size, spec.mean, spec.std, result.temperature, "candidate",
                          {}, result.tta_temperature, cfg.views)
-    predictor = Predictor(loaded, device=cfg.device)
+    predictor = Predictor(loaded, device=cfg.device, engine="auto")
 
     def say(what: str):
         return None if progress is None else (

@@ -213,6 +213,7 @@ class Candidate:
     prebuilt: Path | None = None  # already saved (round 1): kept as it is, not re-encoded
     original_sha256: str = ""
     rotated_deg: int = 0          # clockwise turn already applied to `prebuilt`
+    derived: bool = False         # one of several photos cut from one original: compare the photo, not the original
 
     @property
     def id(self) -> str:
@@ -232,7 +233,7 @@ class Review:
     seen: set[str] = field(default_factory=set)                # every id looked at on the sheets
 
     @classmethod
-    def load(cls, path: Path) -> "Review":
+    def load(cls, path: Path) -> Review:
         r = cls()
         if not path.exists():
             return r
@@ -283,6 +284,8 @@ def build(cands: list[Candidate], review: Review, out_root: Path, max_side: int,
 
     def drop(c: Candidate, reason: str, **extra) -> None:
         dropped.append(dict(id=c.id, source=c.source, reason=reason, **extra))
+        if c.prebuilt and not sheets:
+            c.prebuilt.unlink(missing_ok=True)
 
     if not sheets:   # start each source afresh (round 1's prebuilt photos stay)
         for c in cands:
@@ -303,14 +306,13 @@ def build(cands: list[Candidate], review: Review, out_root: Path, max_side: int,
         if deg:
             im = im.rotate(-deg, expand=True)
         osha = c.original_sha256 or sha256_bytes(raw)
-        dup = dedupe.find([osha], im)
+        key = sha256_bytes(raw) if c.derived else osha
+        dup = dedupe.find([key], im)
         if dup:
             other = dup.split(":")[0]
             drop(c, "duplicate" if other == c.source else f"duplicate of {other}", duplicate_of=dup)
-            if c.prebuilt and not sheets:
-                c.prebuilt.unlink(missing_ok=True)
             continue
-        dedupe.add(c.id, [osha], im)
+        dedupe.add(c.id, [key], im)
         reason = review.drop.get(c.id)
         if sheets:
             if unseen_only and c.id in review.seen:
@@ -325,8 +327,6 @@ def build(cands: list[Candidate], review: Review, out_root: Path, max_side: int,
             reason = "not reviewed yet"
         if reason:
             drop(c, reason)
-            if c.prebuilt:
-                c.prebuilt.unlink(missing_ok=True)
             continue
         group = review.group.get(c.id, c.group)
         kinds = (set(c.kinds) | review.add.get(c.id, set())) - review.remove.get(c.id, set())

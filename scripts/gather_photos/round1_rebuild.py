@@ -23,10 +23,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
-
 from corpus import PHOTOS, deb_version, encode, sha256_bytes, sha256_file, unpacked
 from eet import get, read_eet
+from PIL import Image, ImageFilter, ImageOps
 from rcc import read_rcc
 
 CARD = Path(__file__).resolve().parents[2] / "orient_model/default_model/card.json"

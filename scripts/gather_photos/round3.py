@@ -21,8 +21,24 @@ import json
 from pathlib import Path
 
 import round1_rebuild
-from corpus import (EVALPHOTOS, HERE, IMAGE_SUFFIXES, MAX_SIDE, PHOTOS, Candidate, Deduper, Review, build,
-                    deb_version, demo_photo_files, repo_commit, repo_dir, seed_deduper, summary, unpacked)
+from corpus import (
+    EVALPHOTOS,
+    HERE,
+    IMAGE_SUFFIXES,
+    MAX_SIDE,
+    PHOTOS,
+    Candidate,
+    Deduper,
+    Review,
+    build,
+    deb_version,
+    demo_photo_files,
+    repo_commit,
+    repo_dir,
+    seed_deduper,
+    summary,
+    unpacked,
+)
 
 PINS = HERE / "repos.json"
 IMAGENET = "ImageNet terms of access: non-commercial research and education; training only, never redistributed"
@@ -36,7 +52,7 @@ SCENE_CLASSES = {
     "triumphal_arch", "water_tower", "yurt", "thatch", "megalith", "obelisk", "pier", "breakwater",
     "lumbermill", "apiary", "bell_cote", "beacon", "patio", "greenhouse", "mobile_home", "drilling_platform",
     "fountain", "maze", "worm_fence", "picket_fence", "stone_wall", "totem_pole", "radio_telescope",
-    "solar_dish", "tile_roof", "boathouse", "wreck", "container_ship", "liner", "aircraft_carrier",
+    "solar_dish", "tile_roof", "wreck", "container_ship", "liner", "aircraft_carrier",
 }
 INDOOR_CLASSES = {
     "bakery", "barbershop", "bookshop", "butcher_shop", "confectionery", "grocery_store", "shoe_shop",
@@ -118,9 +134,13 @@ def round1_candidates() -> list[Candidate]:
             note += "; a photo cut-out on a plain background"
         if r["source"] == "stellarium-data":
             note += "; a view cut from a landscape panorama photo, above a plain sky gradient"
+        kinds = ROUND1_KINDS[r["source"]]
+        if r["source"] == "tuxpaint-stamps-default" and "/animals/" in r["origin_path"]:
+            kinds = ("animal",)
         c = Candidate(r["source"], r["origin_path"], PHOTOS / r["file"], r["origin_path"], r["license"],
-                      r["package_version"], ROUND1_KINDS[r["source"]], note=note, prebuilt=PHOTOS / r["file"],
-                      original_sha256=r["original_sha256"], rotated_deg=r["rotated_deg"])
+                      r["package_version"], kinds, note=note, prebuilt=PHOTOS / r["file"],
+                      original_sha256=r["original_sha256"], rotated_deg=r["rotated_deg"],
+                      derived=r["source"] == "stellarium-data")
         out.append(c)
     return out
 

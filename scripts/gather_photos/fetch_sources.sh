@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Fetch what round1_rebuild.py, round3.py and round4.py read: the Debian packages (downloaded with
+# apt-get, unpacked with dpkg -x, nothing installed) and the GitHub repositories at their pinned
+# commits (repos.json: rounds 3 and 4; jantic/DeOldify is pinned to an old commit, the last one
+# before its test images moved to Git LFS).
+#   DEBS=/tmp/pt/debs REPOS=/tmp/gh bash fetch_sources.sh
+# Run `apt-get update` once first. Needs a Debian 12 (bookworm) archive: the round-1 photos are
+# checked against the versions the default model's card lists.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+DEBS="${DEBS:-/tmp/pt/debs}"
+REPOS="${REPOS:-/tmp/gh}"
+packages=(tuxpaint-stamps-default gcompris-qt-data stellarium-data kphotoalbum enlightenment-data lxqt-themes
+          tuxpaint-data lomiri-wallpapers-16.04 libjxl-testdata palapeli-data python3-scipy scratch)
+mkdir -p "$DEBS/x" "$REPOS"
+(cd "$DEBS" && apt-get download "${packages[@]}")
+for p in "${packages[@]}"; do
+  rm -rf "$DEBS/x/$p" && mkdir -p "$DEBS/x/$p"
+  dpkg -x "$(ls "$DEBS/${p}"_*.deb | head -n1)" "$DEBS/x/$p"
+done
+python3 - "$here/repos.json" <<'PY' | while read -r repo commit; do
+import json, sys
+for repo, commit in json.load(open(sys.argv[1])).items():
+    print(repo, commit)
+PY
+  dir="$REPOS/${repo/\//+}"
+  [ -d "$dir/.git" ] || git clone --quiet "https://github.com/$repo" "$dir"
+  git -C "$dir" checkout --quiet "$commit"
+done

@@ -1,0 +1,38 @@
+"""Prediction on a CPU runs in a compiled engine that gives PyTorch's probabilities."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from orient_model.model.architectures import build_model
+from orient_model.model.engine import EngineError, OnnxRuntimeEngine, TorchEngine, make_engine
+from orient_model.model.predict import Predictor
+from orient_model.model.registry import LoadedModel
+
+
+@pytest.fixture(scope="module")
+def lite0() -> LoadedModel:
+    torch.manual_seed(0)
+    model = build_model("efficientnet_lite0", weights="package").eval()
+    return LoadedModel(model, "efficientnet_lite0", 160, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1.3,
+                       "engine-test", {}, 1.1, 3)
+
+
+def photos(n: int = 3) -> list[Image.Image]:
+    rng = np.random.default_rng(4)
+    return [Image.fromarray(rng.integers(0, 256, (120 + 10 * i, 200, 3), dtype=np.uint8)) for i in range(n)]
+
+
+def test_the_engine_gives_pytorchs_probabilities(lite0):
+    fast = Predictor(lite0, device="cpu", engine="auto")
+    assert isinstance(fast.engine, OnnxRuntimeEngine)
+    slow = Predictor(lite0, device="cpu", engine="torch")
+    assert isinstance(slow.engine, TorchEngine)
+    got, want = fast.probabilities(photos()), slow.probabilities(photos())
+    assert np.abs(got - want).max() < 1e-4
+
+
+def test_an_unknown_engine_is_a_clear_error(lite0):
+    with pytest.raises(EngineError, match="unknown engine"):
+        make_engine(lite0, torch.device("cpu"), "tensorrt")

@@ -1,0 +1,107 @@
+"""Evidence a person can read: it points where the model looks, and it tells the classes apart."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from orient_model.model.evidence import EvidenceRenderer
+from orient_model.model.registry import LoadedModel
+
+
+class LooksAtTopLeft(nn.Module):
+    """A toy orientation model whose every output depends only on the top-left quarter."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(8, 4)
+        mask = torch.zeros(1, 1, 64, 64)
+        mask[..., :32, :32] = 1
+        self.register_buffer("mask", mask)
+
+    def forward(self, x):
+        return self.head(self.act(self.conv(x * self.mask)).mean((2, 3)))
+
+
+class HalfMask(nn.Module):
+    """Feature channel 0 sees only the top half, channel 1 only the bottom half."""
+
+    def __init__(self):
+        super().__init__()
+        mask = torch.zeros(1, 2, 64, 64)
+        mask[:, 0, :32] = 1
+        mask[:, 1, 32:] = 1
+        self.register_buffer("mask", mask)
+
+    def forward(self, f):
+        return f * self.mask
+
+
+class TopForUprightBottomForTurned(nn.Module):
+    """A toy model that reads class 0 ('upright') from the top of the image and class 1 ('needs
+    90 degrees') from the bottom, as a real network does: localised features, and a head that
+    weighs feature channels per class. Class-discriminative evidence must tell them apart."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        with torch.no_grad():
+            self.conv.weight.fill_(0.05)
+            self.conv.bias.fill_(0.1)
+        self.evidence_layer = nn.Sequential(nn.ReLU(), HalfMask())
+        self.head = nn.Linear(2, 4, bias=False)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]))
+
+    def forward(self, x):
+        return self.head(self.evidence_layer(self.conv(x)).mean((2, 3)))
+
+
+def loaded(model: nn.Module) -> LoadedModel:
+    return LoadedModel(model.eval(), "toy", 64, (0.5,) * 3, (0.25,) * 3, 1.0, "toy", {}, 1.0, 1)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "guided", "gradient"])
+def test_evidence_concentrates_where_the_model_looks(method):
+    renderer = EvidenceRenderer(loaded(LooksAtTopLeft()), method)
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    for target in range(4):
+        amap = renderer.evidence(img, target)
+        assert amap.shape == (64, 64)
+        total = amap.sum()
+        assert total > 0
+        assert amap[:34, :34].sum() / total > 0.9
+
+
+def test_gradcam_evidence_for_two_classes_lands_in_different_halves():
+    renderer = EvidenceRenderer(loaded(TopForUprightBottomForTurned()), "gradcam")
+    img = Image.fromarray(np.random.default_rng(1).integers(60, 200, (64, 64, 3), dtype=np.uint8))
+    upright, turned = renderer.evidence(img, 0), renderer.evidence(img, 1)
+    assert upright[:32].sum() > 0.9 * upright.sum()
+    assert turned[32:].sum() > 0.9 * turned.sum()
+    [maps] = renderer.photo_maps([img])  # over the whole photo, all four classes at once
+    assert maps.shape[0] == 4
+    assert maps[0][: maps.shape[1] // 2].sum() > 0.9 * maps[0].sum()
+    assert maps[1][maps.shape[1] // 2:].sum() > 0.9 * maps[1].sum()
+
+
+def test_the_picture_shows_the_whole_photo_four_ways_with_probabilities():
+    renderer = EvidenceRenderer(loaded(LooksAtTopLeft()))
+    photo = Image.new("RGB", (96, 64), (90, 120, 150))  # landscape: the picture shows all of it
+    sheet = Image.open(io.BytesIO(renderer.render(photo, 90, (0.1, 0.6, 0.2, 0.1))))
+    assert sheet.format == "PNG" and sheet.width == 4 * (256 + 12)
+    assert sheet.height > 2 * 256  # candidates above, evidence below
+
+
+def test_attribution_uses_its_own_model_copy():
+    model = loaded(LooksAtTopLeft())
+    renderer = EvidenceRenderer(model)
+    assert renderer.model is not model.model
+    assert all(not p.requires_grad for p in renderer.model.parameters())
+    assert all(p.requires_grad for p in model.model.parameters())
