@@ -6,6 +6,7 @@ as Prefect tasks, so progress, logs and artifacts show in the UI.
 """
 
 import functools
+from collections import deque
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -27,7 +28,7 @@ from orient_model.report import summary_markdown
 from orient_model.review import review_markdown
 from orient_model.run import AutorotateRun
 
-CHUNK = 256  # photos per prediction task: one progress step in the UI
+CHUNK = 64  # photos per prediction task: one progress step
 
 
 @functools.lru_cache(maxsize=4)
@@ -44,24 +45,37 @@ def model_for(cfg: AutorotateConfig, model_path: str):
 
 @task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def predict_chunk(root: str, entries: list[ArchiveEntry], model_path: str, cfg: AutorotateConfig,
-                  threshold: float, memory: Memory, rejudge: bool, progress: RunProgress) -> Predicted:
+                  threshold: float, memory: Memory, rejudge: bool) -> Predicted:
+    """Read, predict and decide a chunk of files: small, picklable inputs and outputs, so it runs
+    wherever the task runner sends it (a thread here, a Dask worker on another machine)."""
     predictor, renderer = model_for(cfg, model_path)
-    return predict_entries(Path(root), entries, predictor, cfg, threshold, renderer, memory,
-                           progress.advance, rejudge)
+    return predict_entries(Path(root), entries, predictor, cfg, threshold, renderer, memory, rejudge=rejudge)
 
 
-@task(cache_policy=NO_CACHE)
-def apply_and_record(run: AutorotateRun, predicted: Predicted, progress: RunProgress) -> dict:
-    """Carry out the chunk's 'rotate' decisions (journaled, verified, atomic) and report its rows."""
-    rows = run.finish_chunk(predicted, progress.advance)
-    return {"rows": len(rows), "applied": sum(r.applied for r in rows)}
+def record(run: AutorotateRun, predicted: Predicted, progress: RunProgress) -> None:
+    """Apply, journal and report a predicted chunk: here, never in a task (see the flow's doc)."""
+    run.finish_chunk(predicted)
+    progress.advance(len(predicted.rows))
+
+
+def autorotate_flow_for(cfg: AutorotateConfig):
+    """The flow, with its predictions sent to a Dask cluster when one is configured."""
+    if not cfg.dask_address:
+        return autorotate
+    from prefect_dask import DaskTaskRunner
+
+    return autorotate.with_options(task_runner=DaskTaskRunner(address=cfg.dask_address))
 
 
 @flow(name="autorotate", log_prints=True)
 @fail_cleanly
 def autorotate(archive_dir: str, config: AutorotateConfig | None = None, report: str | None = None,
                out_dir: str | None = None, state_dir: str | None = None, rejudge: bool = False) -> dict:
-    """Find and fix the orientation of every photo in an archive; write a Parquet report."""
+    """Find and fix the orientation of every photo in an archive; write a Parquet report.
+
+    Prediction runs as tasks, a few chunks ahead; applying stays here, in the one process that
+    holds the archive's lock and journal.
+    """
     cfg = config or AutorotateConfig()
     logger = get_run_logger()
     model_path = str(resolve_model_path(cfg.model, cfg.models_dir and Path(cfg.models_dir)))
@@ -69,16 +83,19 @@ def autorotate(archive_dir: str, config: AutorotateConfig | None = None, report:
     threshold, how = decision_threshold(predictor, cfg.threshold, cfg.max_error)
     logger.info(f"deciding alone above confidence {threshold:.4f}: {how}")
     with AutorotateRun(archive_dir, cfg, predictor.loaded.version, predictor.looking.key, threshold=threshold,
-                       decision_note=how, report=report, out_dir=out_dir, state_dir=state_dir, rejudge=rejudge, model_path=model_path,
-                       log=logger.warning) as run:
+                       decision_note=how, report=report, out_dir=out_dir, state_dir=state_dir, rejudge=rejudge,
+                       model_path=model_path, log=logger.warning) as run:
         logger.info(f"run {run.run_id}: {len(run.entries)} files in {run.root}; model "
                     f"{predictor.loaded.version}, apply={cfg.apply}")
-        predicting = RunProgress("autorotate-predict", len(run.entries), "photos read and predicted")
-        applying = RunProgress("autorotate-apply", len(run.entries), "files written")
+        progress = RunProgress("autorotate", len(run.entries), "photos read, predicted and written")
+        pending: deque = deque()
         for chunk in run.chunks(CHUNK):
-            predicted = predict_chunk(str(run.root), chunk, model_path, cfg, run.threshold,
-                                      run.memory_for(chunk), rejudge, predicting)
-            apply_and_record(run, predicted, applying)
+            pending.append(predict_chunk.submit(str(run.root), chunk, model_path, cfg, run.threshold,
+                                                run.memory_for(chunk), rejudge))
+            if len(pending) > max(1, cfg.chunks_ahead):
+                record(run, pending.popleft().result(), progress)
+        while pending:
+            record(run, pending.popleft().result(), progress)
     summary = run.summary
     publish(summary, archive_slug(str(run.root)))
     logger.info(f"report: {summary['report']}; " + ", ".join(f"{a} {n}" for a, n in summary["counts"].items()))

@@ -144,9 +144,9 @@ def autorotate(archive_dir, report, out_dir, state_dir, rejudge, quiet, as_json,
     from flows.server import prefect_api
 
     with prefect_api() as server:
-        from flows.autorotate import autorotate as autorotate_flow
+        from flows.autorotate import autorotate_flow_for
 
-        summary = run_flow(server, autorotate_flow, archive_dir=str(archive_dir), config=cfg,
+        summary = run_flow(server, autorotate_flow_for(cfg), archive_dir=str(archive_dir), config=cfg,
                            report=str(report) if report else None, out_dir=str(out_dir) if out_dir else None,
                            state_dir=str(state_dir) if state_dir else None, rejudge=rejudge)
     finish_summary(summary, quiet, as_json)

@@ -93,6 +93,9 @@ class AutorotateConfig(_Section):
     thumbnail_size: int = Field(256, ge=32, description="side in px of the pictures of flagged photos")
     max_pixels: int = Field(250_000_000, ge=1, description="refuse larger images (decompression bombs)")
     read_workers: int = Field(2, ge=1, description="threads decoding photos ahead of the model")
+    chunks_ahead: int = Field(1, ge=1, description="chunks of 64 photos predicted ahead of the one being written")
+    dask_address: str | None = Field(
+        None, description="a Dask scheduler (tcp://host:8786) to predict on its workers (null: here)")
 
 
 class OrientConfig(_Section):

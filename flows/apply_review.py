@@ -1,0 +1,74 @@
+"""apply-review: carry out the operator's decisions, as safely as auto-rotate carries out its own.
+
+The decisions come from the archive's journal (see :mod:`orient_model.review`); the run is an
+ordinary :class:`~orient_model.run.AutorotateRun` (lock, recovery, journal, backups, verified
+atomic writes, a report that ``orient undo`` takes), whose rows carry the operator's turns
+instead of a model's. Applying twice changes nothing: a decision is about one content, and once
+the file is turned it holds another.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed
+
+from flows.errors import fail_cleanly
+from flows.progress import RunProgress
+from orient_model.archive.state import archive_slug
+from orient_model.config import AutorotateConfig
+from orient_model.errors import OrientError
+from orient_model.pipeline import Predicted
+from orient_model.report import summary_markdown
+from orient_model.review import REVIEW_MODEL_VERSION, REVIEW_VIEW_KEY, review_rows
+from orient_model.run import AutorotateRun
+
+
+@task(cache_policy=NO_CACHE)
+def plan_decisions(run: AutorotateRun) -> Predicted:
+    """Read each file with a pending decision; overturned automatic turns get their original back."""
+    logger = get_run_logger()
+    return review_rows(run, log=logger.info)
+
+
+@task(cache_policy=NO_CACHE)
+def apply_decisions(run: AutorotateRun, planned: Predicted, progress: RunProgress) -> dict:
+    rows = run.finish_chunk(planned, progress.advance)
+    return {"rows": len(rows), "applied": sum(r.applied for r in rows)}
+
+
+@flow(name="apply-review", log_prints=True)
+@fail_cleanly
+def apply_review(archive_dir: str, apply: str = "lossless", state_dir: str | None = None,
+                 report: str | None = None) -> dict:
+    """Turn every photo an operator decided needs turning (lossless by default); write a report."""
+    cfg = AutorotateConfig(apply=apply)
+    if cfg.apply == "none":
+        raise OrientError("apply-review changes files: use --apply lossless or --apply exif")
+    logger = get_run_logger()
+    with AutorotateRun(archive_dir, cfg, REVIEW_MODEL_VERSION, REVIEW_VIEW_KEY, report=report,
+                       state_dir=state_dir, log=logger.warning) as run:
+        planned = plan_decisions(run)
+        turning = sum(r.action == "rotate" for r in planned.rows)
+        logger.info(f"run {run.run_id}: {turning} photo(s) to turn as the operator decided, in {run.root}")
+        progress = RunProgress("apply-review", max(turning, 1), "photos turned as decided")
+        apply_decisions(run, planned, progress)
+    summary = run.summary
+    publish(summary, archive_slug(str(run.root)))
+    logger.info(f"report: {summary['report']}; " + ", ".join(f"{a} {n}" for a, n in summary["counts"].items()))
+    if summary["counts"]["error"]:
+        return Completed(name="Completed with errors", data=summary,
+                         message=f"completed with errors: {summary['counts']['error']} file(s) could not be turned")
+    return summary
+
+
+def publish(summary: dict, slug: str) -> None:
+    """What was applied, where Prefect users look, and how to take it back."""
+    undo = f"\nUndo it with `orient undo {summary['report']}`.\n"
+    create_markdown_artifact(summary_markdown(summary, f"orient apply-review {summary['run_id']}") + undo,
+                             key=f"apply-review-{slug}-summary", description="Operator decisions applied")
+    create_link_artifact(Path(summary["report"]).as_uri(), link_text=f"report of run {summary['run_id']}",
+                         key=f"apply-review-{slug}-report", description="The run's Parquet report")
