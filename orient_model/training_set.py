@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from orient_model import orientation
 from orient_model.archive.atomic import atomic_write_bytes, sha256_file
@@ -114,7 +114,7 @@ def make_copies(source: Path, sha256: str, out_dir: Path, cfg: TrainingSetConfig
                 pending.append((crop, angle, rel))
     if pending:
         decoded = load_upright(source, cfg.copy_size, cfg.max_pixels)
-        upright = isotropic_chroma(orientation.apply(decoded, orientation.CLOCKWISE[turn]))
+        upright = isotropic_chroma(orientation.apply(decoded, orientation.CLOCKWISE[turn]), source)
         views = square_views(upright, cfg.copy_size, cfg.crops_per_photo)
         for crop, angle, rel in pending:
             turned = orientation.apply(views[crop], orientation.COUNTER_CLOCKWISE[angle])
@@ -123,13 +123,45 @@ def make_copies(source: Path, sha256: str, out_dir: Path, cfg: TrainingSetConfig
     return rows
 
 
-def isotropic_chroma(img: Image.Image, sigma: float = 1.5) -> Image.Image:
-    """Blur colour (not brightness) the same in both directions. A source saved with 4:2:2
-    chroma is blurrier across than down, and a copy turned a quarter would carry that
-    direction with its class: after this, no source's chroma has a direction."""
-    y, cb, cr = img.convert("YCbCr").split()
-    blur = ImageFilter.GaussianBlur(sigma)
-    return Image.merge("YCbCr", (y, cb.filter(blur), cr.filter(blur))).convert("RGB")
+def isotropic_chroma(img: Image.Image, source: Path) -> Image.Image:
+    """Colour detail with no direction. A JPEG saved with 4:2:2 chroma (or 4:4:0) kept less colour
+    detail across than down; a copy turned a quarter would carry that direction with its class,
+    and the model could learn it instead of the content (the leak test measured 0.50 against a
+    chance of 0.25). For such sources the colour planes go once more through the same
+    subsampling, along the other axis (turned, saved 4:2:2 at quality 100, turned back), so both
+    directions have lost the same detail (0.32 after); brightness keeps every detail. Other
+    sources are left as they are."""
+    direction = _anisotropic_chroma(source)
+    if direction is None:
+        return img
+    turn = Image.Transpose.TRANSPOSE if direction == "across" else None
+    shown = img.transpose(turn) if turn else img
+    buf = io.BytesIO()
+    shown.save(buf, "JPEG", quality=100, subsampling=1)  # 4:2:2: halves colour detail across
+    buf.seek(0)
+    again = Image.open(buf).convert("RGB")
+    again = again.transpose(turn) if turn else again
+    y = img.convert("YCbCr").split()[0]
+    _, cb, cr = again.convert("YCbCr").split()
+    return Image.merge("YCbCr", (y, cb, cr)).convert("RGB")
+
+
+def _anisotropic_chroma(source: Path) -> str | None:
+    """'across' when a JPEG's colour was subsampled more across than down (4:2:2), 'down' for
+    the reverse (4:4:0), None when equally (4:4:4, 4:2:0) or not a JPEG."""
+    try:
+        with Image.open(source) as im:
+            layers = getattr(im, "layer", None) if im.format in ("JPEG", "MPO") else None
+    except OSError:
+        return None
+    if not layers or len(layers) < 3:
+        return None
+    (_, hy, vy, _), (_, hc, vc, _) = layers[0], layers[1]
+    if hy * vc > vy * hc:
+        return "across"
+    if hy * vc < vy * hc:
+        return "down"
+    return None
 
 
 def process_source(source: Path, out_dir: Path, cfg: TrainingSetConfig, kinds_by_sha: dict | None = None,

@@ -12,10 +12,11 @@ from sklearn.model_selection import cross_val_score
 
 from orient_model import orientation as ori
 from orient_model.config import TrainingSetConfig
+from orient_model.model.augment import CHANCES, scan_look
 from orient_model.synthetic import write_scenes
 from orient_model.training_set import find_photos, process_source, read_manifest, split_of, write_manifest
 
-CFG = TrainingSetConfig(copy_size=64, val_fraction=0.3)
+CFG = TrainingSetConfig(copy_size=64, crops_per_photo=1, val_fraction=0.3, calibration_fraction=0.0, test_fraction=0.0)
 
 
 def make_all(src, out, cfg=CFG):
@@ -27,12 +28,12 @@ def test_copies_are_the_upright_photo_turned_counter_clockwise(tmp_path):
     rows = make_all(tmp_path / "src", tmp_path / "data")
     assert len(rows) == 12
     for sha in {r.source_sha256 for r in rows}:
-        copies = {r.label: np.asarray(Image.open(tmp_path / "data" / r.copy_path), float)
+        copies = {r.rotation_deg: np.asarray(Image.open(tmp_path / "data" / r.copy_path), float)
                   for r in rows if r.source_sha256 == sha}
         upright = copies[0]
         for angle in (90, 180, 270):
             assert os.path.basename(os.path.dirname(tmp_path / "data" / next(
-                r.copy_path for r in rows if r.source_sha256 == sha and r.label == angle))) == f"{angle:03d}"
+                r.copy_path for r in rows if r.source_sha256 == sha and r.rotation_deg == angle))) == f"{angle:03d}"
             expected = np.rot90(upright, angle // 90)  # numpy rot90 turns counter-clockwise
             assert np.abs(copies[angle] - expected).mean() < 4  # same picture, only re-encoded
 
@@ -46,7 +47,7 @@ def test_split_is_by_photo_and_deterministic(tmp_path):
         assert r.copy_path.startswith(r.split + "/")
     assert all(len(splits) == 1 for splits in by_photo.values())
     assert {s.pop() for s in by_photo.values()} == {"train", "val"}
-    assert all(split_of(sha, 0.3) == split_of(sha, 0.3) for sha in by_photo)
+    assert all(split_of(sha, CFG) == split_of(sha, CFG) for sha in by_photo)
 
 
 def test_exif_orientation_of_sources_is_applied_first(tmp_path):
@@ -58,7 +59,7 @@ def test_exif_orientation_of_sources_is_applied_first(tmp_path):
     stored = ori.apply(upright, ori.inverse(ori.EXIF_TRANSFORMS[8]))
     stored.save(src / "tagged.jpg", quality=95, exif=exif.tobytes())
     rows = make_all(src, tmp_path / "data")
-    zero = {r.source_path: r for r in rows if r.label == 0}
+    zero = {r.source_path: r for r in rows if r.rotation_deg == 0}
     a = np.asarray(Image.open(tmp_path / "data" / zero[str(path)].copy_path), float)
     b = np.asarray(Image.open(tmp_path / "data" / zero[str(src / "tagged.jpg")].copy_path), float)
     assert np.abs(a - b).mean() < 6
@@ -123,17 +124,61 @@ def leak_score(copies: list[tuple[Image.Image, int]]) -> float:
 def textured_sources(tmp_path_factory):
     folder = tmp_path_factory.mktemp("textures")
     rng = np.random.default_rng(0)
-    for i in range(50):
-        isotropic_texture(rng).save(folder / f"t{i:02d}.jpg", quality=75, subsampling=2)  # 4:2:0
+    for i in range(50):  # half 4:2:0, half 4:2:2 (chroma blurrier across than down: a direction)
+        isotropic_texture(rng).save(folder / f"t{i:02d}.jpg", quality=75, subsampling=2 if i % 2 else 1)
     return folder
 
 
-def test_artifacts_do_not_leak_the_label(textured_sources, tmp_path):
-    cfg = TrainingSetConfig(copy_size=96, val_fraction=0.0)
-    rows = make_all(textured_sources, tmp_path / "data", cfg)
-    copies = [(Image.open(tmp_path / "data" / r.copy_path).convert("RGB"), r.label) for r in rows]
-    assert len(copies) == 200
-    assert leak_score(copies) < 0.36  # chance is 0.25
+LEAK_CFG = TrainingSetConfig(copy_size=96, crops_per_photo=1, val_fraction=0.0, calibration_fraction=0.0,
+                             test_fraction=0.0)
+
+
+@pytest.fixture(scope="module")
+def texture_copies(textured_sources, tmp_path_factory) -> list[tuple[Image.Image, int]]:
+    out = tmp_path_factory.mktemp("texture-copies")
+    rows = make_all(textured_sources, out, LEAK_CFG)
+    return [(Image.open(out / r.copy_path).convert("RGB"), r.rotation_deg) for r in rows]
+
+
+def test_artifacts_do_not_leak_the_label(texture_copies):
+    assert len(texture_copies) == 200
+    assert leak_score(texture_copies) < 0.36  # chance is 0.25
+
+
+@pytest.mark.parametrize("effect", sorted(CHANCES))
+def test_no_scanned_print_effect_leaks_the_label(texture_copies, effect):
+    """Each effect as the training data loader applies it, to copies already turned to their class."""
+    rng = np.random.default_rng(1)
+    only = {name: (1.0 if name == effect else 0.0) for name in CHANCES}
+    with _chances(only):
+        looked = [(scan_look(img, rng), label) for img, label in texture_copies]
+    assert leak_score(looked) < 0.36
+
+
+def test_the_leak_detector_catches_an_effect_applied_before_the_turn(textured_sources):
+    """A scanner-bed margin drawn on the upright photo, then turned with it, lies on the side the
+    class says: the check above fails for such an effect."""
+    copies = []
+    for path in sorted(textured_sources.glob("*.jpg")):
+        small = Image.open(path).convert("RGB").resize((96, 96), Image.Resampling.BICUBIC)
+        arr = np.asarray(small).copy()
+        arr[:10] = 235  # always the top of the upright photo
+        marked = Image.fromarray(arr)
+        copies += [(ori.apply(marked, ori.COUNTER_CLOCKWISE[a]), ori.class_index(a)) for a in ori.ROTATIONS]
+    assert leak_score(copies) > 0.45
+
+
+class _chances:
+    """Temporarily set the effects' chances (the augmentation reads them on every call)."""
+
+    def __init__(self, chances: dict) -> None:
+        self.new, self.old = chances, dict(CHANCES)
+
+    def __enter__(self):
+        CHANCES.update(self.new)
+
+    def __exit__(self, *exc):
+        CHANCES.update(self.old)
 
 
 def test_the_leak_detector_catches_a_naive_pipeline(textured_sources):
