@@ -1,19 +1,23 @@
-"""Auto-rotate speed and memory on large scans (a benchmark, not a test).
+"""Auto-rotate speed and memory on large scans, every variant side by side (a benchmark, not a test).
 
-On N generated 6000x4000 JPEG scans prints photos/s for:
-  (a) a naive pipeline: full decode, resize, predict one photo at a time;
-  (b) `autorotate --apply none` (the Prefect flow, default config, server already warm);
-  the floor: only draft-decoding the same files (sequential, and with the flow's thread count);
-and the peak RSS of autorotate on 60 and on 600 small files (it must not grow with the archive).
+On N generated 6000x4000 JPEG scans (24 megapixels) prints photos/s for:
+  the floor: only draft-decoding the files (threads = the machine's cores);
+  naive: full decode, then the network in PyTorch, one photo at a time (centre view, no vote);
+  `autorotate --apply none` (the Prefect flow, once running) for each engine x vote x evidence,
+  with how many photos were flagged and what evidence cost per flagged photo;
+then the start-up (command to first photo) of the real command line, and the peak RSS of
+autorotate over 1,000 and 10,000 small files (it must not grow with the archive).
 
-    .venv/bin/python benchmarks/autorotate_throughput.py [--scans 60] [--workdir /tmp/orient-bench]
+    .venv/bin/python benchmarks/autorotate_throughput.py [--scans 300] [--workdir /tmp/orient-bench]
 """
 
+from __future__ import annotations
+
 import argparse
-import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,13 +25,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from orient_model.config import AutorotateConfig
-from orient_model.imageio import center_square, load_upright
-from orient_model.model.predict import Predictor
-from orient_model.model.registry import load_model
-from orient_model.synthetic import scene, write_scenes
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from orient_model.config import AutorotateConfig  # noqa: E402
+from orient_model.imageio import load_upright, square_views  # noqa: E402
+from orient_model.model.predict import Predictor  # noqa: E402
+from orient_model.model.registry import load_model, resolve_model_path  # noqa: E402
+from orient_model.synthetic import scene, write_scenes  # noqa: E402
 
 CAP = AutorotateConfig().max_pixels
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_scans(folder: Path, n: int) -> list[Path]:
@@ -49,8 +56,8 @@ def naive(paths: list[Path], predictor: Predictor) -> float:
     start = time.perf_counter()
     for path in paths:
         with Image.open(path) as img:
-            img = img.convert("RGB")  # full 24-megapixel decode
-        predictor.probabilities([center_square(img, size)])
+            img = img.convert("RGB")  # the full 24-megapixel decode
+        predictor.probabilities([square_views(img, size, 1)[0]])
     return len(paths) / (time.perf_counter() - start)
 
 
@@ -65,7 +72,8 @@ def flow_rate(folder: Path, cfg: AutorotateConfig) -> tuple[float, dict]:
     from flows.autorotate import autorotate
 
     start = time.perf_counter()
-    summary = autorotate(str(folder), cfg, report=str(folder.parent / f"{folder.name}-report.parquet"))
+    with tempfile.TemporaryDirectory() as state:  # a fresh state folder: nothing carried over
+        summary = autorotate(str(folder), cfg, state_dir=state)
     return summary["files"] / (time.perf_counter() - start), summary
 
 
@@ -73,62 +81,84 @@ PEAK_RSS = """
 import resource, sys
 from flows.autorotate import autorotate
 from orient_model.config import AutorotateConfig
-autorotate(sys.argv[1], AutorotateConfig(), report=sys.argv[2])
+from prefect.testing.utilities import prefect_test_harness
+with prefect_test_harness(server_startup_timeout=None):
+    autorotate(sys.argv[1], AutorotateConfig(model=sys.argv[3], tta=False, views=1), state_dir=sys.argv[2])
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-def peak_rss_mb(folder: Path) -> float:
-    env = {**os.environ, "PREFECT_LOGGING_LEVEL": "WARNING"}
-    out = subprocess.run([sys.executable, "-c", PEAK_RSS, str(folder), str(folder) + "-report.parquet"],
-                         capture_output=True, text=True, env=env, check=True).stdout
+def peak_rss_mb(folder: Path, model: str) -> float:
+    with tempfile.TemporaryDirectory() as state:
+        out = subprocess.run([sys.executable, "-c", PEAK_RSS, str(folder), state, model], capture_output=True,
+                             text=True, check=True, cwd=REPO).stdout
     return int(out.strip().splitlines()[-1]) / 1024
+
+
+def startup_seconds(folder: Path, model: str, env: dict) -> float:
+    """Wall time of `orient autorotate` on a one-photo archive: mostly start-up."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "flows.cli", "autorotate", str(folder), "--model", model, "--quiet",
+                    "--state-dir", tempfile.mkdtemp()], cwd=REPO, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scans", type=int, default=60)
+    p.add_argument("--scans", type=int, default=300)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/orient-bench"))
     p.add_argument("--model", default="default")
     p.add_argument("--skip-rss", action="store_true")
     args = p.parse_args()
-    cfg = AutorotateConfig(model=args.model)
+    model = str(resolve_model_path(args.model))
+    cfg = AutorotateConfig(model=model, threshold=None)
     paths = make_scans(args.workdir / "scans", args.scans)
-    loaded = load_model(cfg.model)
-    predictor = Predictor(loaded, device=cfg.device, tta=cfg.tta)
-    size = loaded.input_size
-    print(f"{len(paths)} scans of 6000x4000 JPEG; model {loaded.version} ({loaded.arch}, {size} px), "
-          f"tta={cfg.tta}, batch {cfg.batch_size}, device {predictor.device}")
+    loaded = load_model(model)
+    threads = os.cpu_count() or 2
+    print(f"{len(paths)} scans of 6000x4000 JPEG; model {loaded.version} ({loaded.arch}, {loaded.input_size} px, "
+          f"{loaded.views} views); {threads} cores")
+    rate_floor = floor(paths, loaded.input_size, threads)
+    print(f"floor, draft-decode only ({threads} threads): {rate_floor:.2f} photos/s")
+    rate_naive = naive(paths[: min(len(paths), 30)], Predictor(loaded, device="cpu", tta=False, views=1,
+                                                                engine="torch"))
+    print(f"naive (full decode, PyTorch, one photo at a time): {rate_naive:.2f} photos/s")
 
-    floor_seq = floor(paths, size, 1)
-    floor_par = floor(paths, size, cfg.read_workers)
-    print(f"floor, draft-decode only: {floor_seq:.2f} photos/s (1 thread), "
-          f"{floor_par:.2f} photos/s ({cfg.read_workers} threads)")
-    rate_naive = naive(paths[: min(len(paths), 20)], predictor)
-    print(f"(a) naive (full decode, one at a time): {rate_naive:.2f} photos/s")
+    from prefect.testing.utilities import prefect_test_harness
 
-    warm = args.workdir / "warm"
-    write_scenes(warm, 4, seed=1)
-    flow_rate(warm, cfg)  # starts Prefect's temporary server and loads the model once
-    rate_flow, summary = flow_rate(paths[0].parent, cfg)
-    print(f"(b) autorotate --apply none: {rate_flow:.2f} photos/s "
-          f"(actions: {json.dumps(summary['counts'])})")
-    print(f"(b)/(a) = {rate_flow / rate_naive:.1f}x faster than naive (target >= 5x); "
-          f"floor/(b) = {floor_seq / rate_flow:.2f} (1-thread floor), {floor_par / rate_flow:.2f} "
-          f"({cfg.read_workers}-thread floor) (target <= 2)")
-    for label, variant in (("--no-tta", dict(tta=False)), ("--saliency off", dict(saliency="off")),
-                           ("--no-tta --saliency off", dict(tta=False, saliency="off"))):
-        flow_rate(warm, cfg.model_copy(update=variant))  # load this variant once
-        rate, _ = flow_rate(paths[0].parent, cfg.model_copy(update=variant))
-        print(f"(b) with {label}: {rate:.2f} photos/s ({rate / rate_naive:.1f}x naive, "
-              f"{floor_seq / rate:.2f}x the 1-thread floor)")
+    with prefect_test_harness(server_startup_timeout=None):
+        warm = args.workdir / "warm"
+        write_scenes(warm, 4, seed=1)
+        print(f"{'engine':<12}{'vote':<6}{'evidence':<10}{'photos/s':>9}{'x naive':>9}{'floor/x':>9}"
+              f"{'flagged':>9}{'evidence s/flagged':>20}")
+        for engine in ("onnxruntime", "torch"):
+            for tta in (True, False):
+                rates = {}
+                for evidence in ("gradcam", "off"):
+                    variant = cfg.model_copy(update={"engine": engine, "tta": tta, "saliency": evidence})
+                    flow_rate(warm, variant)  # loads this variant once
+                    rate, summary = flow_rate(paths[0].parent, variant)
+                    rates[evidence] = (rate, summary["counts"]["flag"])
+                for evidence, (rate, flagged) in rates.items():
+                    cost = ""
+                    if evidence != "off" and flagged:
+                        extra = len(paths) / rate - len(paths) / rates["off"][0]
+                        cost = f"{extra / flagged:.2f}"
+                    print(f"{engine:<12}{'on' if tta else 'off':<6}{evidence:<10}{rate:9.2f}{rate / rate_naive:9.1f}"
+                          f"{rate_floor / rate:9.2f}{flagged:9d}{cost:>20}", flush=True)
+        print("targets (defaults: onnxruntime, vote on, gradcam): at least 5x naive, floor/x at most 2")
 
+    one = args.workdir / "one-photo"
+    write_scenes(one, 1, seed=2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+    print(f"start-up, `orient autorotate` on a one-photo archive: {startup_seconds(one, model, env):.1f} s with its own "
+          "temporary Prefect server (started while the model loads)")
     if not args.skip_rss:
-        for n in (60, 600):
+        for n in (1000, 10000):
             folder = args.workdir / f"small-{n}"
             if not folder.exists():
-                write_scenes(folder, n, seed=n, size=(640, 480))
-            print(f"peak RSS, autorotate on {n} small files: {peak_rss_mb(folder):.0f} MB")
+                write_scenes(folder, n, seed=n, size=(160, 120))
+            print(f"peak RSS, autorotate (--no-tta --views 1) on {n} small files: {peak_rss_mb(folder, model):.0f} MB",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Completed
 
-from flows.errors import fail_cleanly
+from flows.errors import fail_cleanly, finished
 from flows.progress import RunProgress
 from orient_model.archive.state import archive_slug
 from orient_model.config import AutorotateConfig
@@ -58,11 +57,7 @@ def apply_review(archive_dir: str, apply: str = "lossless", state_dir: str | Non
         apply_decisions(run, planned, progress)
     summary = run.summary
     publish(summary, archive_slug(str(run.root)))
-    logger.info(f"report: {summary['report']}; " + ", ".join(f"{a} {n}" for a, n in summary["counts"].items()))
-    if summary["counts"]["error"]:
-        return Completed(name="Completed with errors", data=summary,
-                         message=f"completed with errors: {summary['counts']['error']} file(s) could not be turned")
-    return summary
+    return finished(summary, logger, "turned")
 
 
 def publish(summary: dict, slug: str) -> None:

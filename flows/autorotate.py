@@ -13,9 +13,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
-from prefect.states import Completed
 
-from flows.errors import fail_cleanly, retry_transient
+from flows.errors import fail_cleanly, finished, retry_transient
 from flows.progress import RunProgress
 from orient_model.archive.state import Memory, archive_slug
 from orient_model.archive.walk import ArchiveEntry
@@ -98,11 +97,7 @@ def autorotate(archive_dir: str, config: AutorotateConfig | None = None, report:
             record(run, pending.popleft().result(), progress)
     summary = run.summary
     publish(summary, archive_slug(str(run.root)))
-    logger.info(f"report: {summary['report']}; " + ", ".join(f"{a} {n}" for a, n in summary["counts"].items()))
-    if summary["counts"]["error"]:
-        return Completed(name="Completed with errors", data=summary,
-                         message=f"completed with errors: {summary['counts']['error']} file(s) could not be handled")
-    return summary
+    return finished(summary, logger, "handled")
 
 
 def publish(summary: dict, slug: str) -> None:
@@ -121,7 +116,8 @@ def publish(summary: dict, slug: str) -> None:
                                  description="Review the flagged photos: orient review ARCHIVE")
     emit_event(
         event="orient.autorotate.completed",
-        resource={"prefect.resource.id": f"orient.archive.{slug}", "prefect.resource.name": summary["archive"]},
+        resource={"prefect.resource.id": f"orient.archive.{slug}", "prefect.resource.name": summary["archive"],
+                  "orient.result": "completed-with-errors" if counts["error"] else "completed"},
         payload={"run_id": summary["run_id"], "report": summary["report"], "files": summary["files"],
                  "rotated": summary["applied"], "flagged": counts["flag"], "errors": counts["error"],
                  "carried_over": summary["carried_over"]},

@@ -301,7 +301,8 @@ def make_training_set_cmd(upright_dirs, out, provenance, reviewed_from, trust_up
 
 @main.command()
 @click.argument("data_dir", type=click.Path(path_type=Path))
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="models folder (registry of versions)")
+@click.option("--out", "-o", type=click.Path(path_type=Path),
+              help="models folder (default: the registry, ORIENT_MODELS_DIR or in your data directory)")
 @config_options("train")
 @config_option
 @click.option("--quiet", "-q", is_flag=True, help="no progress, only errors")
@@ -319,10 +320,12 @@ def train(data_dir, out, config, quiet, **settings) -> None:
     resolve_device(cfg.device)  # `--device cuda` without a GPU: one line, before any work
     from flows.server import prefect_api
     from flows.training import train as train_flow
+    from orient_model.model.registry import default_models_dir
 
     command = " ".join(["orient", *sys.argv[1:]])
     with prefect_api() as server:
-        folder = run_flow(server, train_flow, data_dir=str(data_dir), models_dir=str(out), config=cfg, command=command)
+        folder = run_flow(server, train_flow, data_dir=str(data_dir), models_dir=str(out or default_models_dir()),
+                          config=cfg, command=command)
     click.echo(f"model: {folder}")
 
 

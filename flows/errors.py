@@ -35,3 +35,15 @@ def retry_transient(task, task_run, state) -> bool:
     except Exception:  # noqa: BLE001 - anything else may be transient
         return True
     return False
+
+
+def finished(summary: dict, logger, what: str = "handled"):
+    """A run's end, as Prefect shows it: Completed, or "Completed with errors" (still completed,
+    so its summary is its result) when some files could not be handled."""
+    from prefect.states import Completed
+
+    logger.info(f"report: {summary['report']}; " + ", ".join(f"{a} {n}" for a, n in summary["counts"].items()))
+    if summary["counts"]["error"]:
+        return Completed(name="Completed with errors", data=summary,
+                         message=f"completed with errors: {summary['counts']['error']} file(s) could not be {what}")
+    return summary

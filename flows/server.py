@@ -116,6 +116,22 @@ def prefect_api() -> Iterator[TemporaryServer | None]:
     server = TemporaryServer()
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            yield server
+            try:
+                yield server
+            finally:
+                _drain_to_api()
     finally:
         server.stop()
+
+
+def _drain_to_api(timeout: float = 10.0) -> None:
+    """Send the logs and events still queued before the server they go to stops (else each
+    would end in an 'Error logging to API' message after the command's own output)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        try:
+            worker.drain_all(timeout=timeout)
+        except Exception:  # noqa: BLE001 - best effort: never fail a finished command over a log line
+            pass

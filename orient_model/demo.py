@@ -100,6 +100,3 @@ def build_demo_archive(folder: Path | str, seed: int = 7) -> dict[str, int]:
     (folder / "truth.json").write_text(json.dumps(truth, indent=1))
     return truth
 
-
-def credits() -> list[dict]:
-    return [{"photo": p.name, "package": p.package, "license": p.license} for p in DEMO_PHOTOS]

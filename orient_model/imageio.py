@@ -1,13 +1,15 @@
 """Reading photos: recognise them by content, inspect them cheaply, decode them small.
 
-Every path that turns a file into model input goes through :func:`load_model_input`, so
-training copies, prediction and saliency see the same pixels.
+Every path that turns a file into model input goes through :func:`load_upright` and
+:func:`square_views`, so training copies, prediction and evidence see the same pixels.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +18,6 @@ from PIL import Image, UnidentifiedImageError
 
 from orient_model import orientation
 from orient_model.errors import OrientError
-
-# We enforce our own, configurable pixel cap (see ImageInfo check); Pillow's global one would
-# raise on open() before we could report the file properly.
-Image.MAX_IMAGE_PIXELS = None
-warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 SUPPORTED_FORMATS = ("JPEG", "MPO", "TIFF", "PNG", "WEBP", "BMP")
 
@@ -49,6 +46,26 @@ def _raw_exif_orientation(img: Image.Image) -> int | None:
     return value
 
 
+_PILLOW_CAP = threading.Lock()
+
+
+@contextmanager
+def our_pixel_cap(max_pixels: int | None):
+    """Open with Pillow's own pixel cap lifted (it would raise on open() before we could report
+    the file; the caller checks ``max_pixels`` itself): Pillow's global is changed only while our
+    own opens run, never for the rest of the process."""
+    del max_pixels  # checked by the caller against the opened header
+    with _PILLOW_CAP:
+        before = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = before
+
+
 def open_image(source: Path | str | bytes, max_pixels: int) -> Image.Image:
     """Open lazily (header only) and refuse what is not a supported, sane image.
 
@@ -58,11 +75,13 @@ def open_image(source: Path | str | bytes, max_pixels: int) -> Image.Image:
         if isinstance(source, bytes):
             if not source:
                 raise ImageReadError("empty file (0 bytes)")
-            img = Image.open(io.BytesIO(source))
+            with our_pixel_cap(max_pixels):
+                img = Image.open(io.BytesIO(source))
         else:
             if Path(source).stat().st_size == 0:
                 raise ImageReadError("empty file (0 bytes)")
-            img = Image.open(source)
+            with our_pixel_cap(max_pixels):
+                img = Image.open(source)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -170,9 +189,3 @@ def load_upright(source: Path | str | bytes, min_side: int, max_pixels: int) -> 
         raise ImageReadError(f"cannot decode image: {exc}") from None
     finally:
         img.close()
-
-
-def load_model_input(source: Path | str | bytes, size: int, max_pixels: int) -> Image.Image:
-    """The square, upright, ``size``-px RGB view a model sees of a photo."""
-    return center_square(load_upright(source, size, max_pixels), size)
-

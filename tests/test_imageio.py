@@ -7,7 +7,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from orient_model.imageio import ImageReadError, inspect_image, load_model_input, load_upright, to_rgb8
+from orient_model.imageio import ImageReadError, inspect_image, load_upright, square_views, to_rgb8
 
 CAP = 250_000_000
 
@@ -44,7 +44,7 @@ def test_sixteen_bit_tiff_is_scaled_not_clipped(tmp_path):
     path = tmp_path / "gray16.tif"
     ramp = np.tile(np.linspace(0, 65535, 128, dtype=np.uint16), (96, 1))
     tifffile.imwrite(path, ramp)
-    img = load_model_input(path, 64, CAP)
+    img = square_views(load_upright(path, 64, CAP), 64, 1)[0]
     row = np.asarray(img)[32, :, 0].astype(int)  # centre crop: 1/8 .. 7/8 of the ramp
     assert 20 < row[0] < 45 and 210 < row[-1] < 235  # scaled from 16 bits, not clipped at 255
     assert (np.diff(row) >= 0).all()
@@ -89,3 +89,25 @@ def test_bogus_exif_orientation_is_reported(tmp_path):
     Image.new("RGB", (64, 48)).save(path, exif=exif.tobytes())
     with pytest.raises(ImageReadError, match="bogus EXIF orientation"):
         inspect_image(path, CAP)
+
+
+def test_importing_the_library_leaves_pillows_global_state_alone():
+    import subprocess
+    import sys
+
+    code = ("from PIL import Image; before = Image.MAX_IMAGE_PIXELS; import warnings\n"
+            "import orient_model.imageio, orient_model.rotate, orient_model.pipeline\n"
+            "assert Image.MAX_IMAGE_PIXELS == before, Image.MAX_IMAGE_PIXELS\n"
+            "assert not [f for f in warnings.filters if f[2] is Image.DecompressionBombWarning]")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_scan_over_pillows_own_cap_opens_under_ours(tmp_path):
+    from PIL import Image as PillowImage
+
+    path = tmp_path / "wide.png"
+    PillowImage.new("L", (20000, 5000)).save(path)  # 100 MP: over Pillow's warning cap, under ours
+    info = inspect_image(path, 250_000_000)
+    assert (info.width, info.height) == (20000, 5000)
+    with pytest.raises(ImageReadError, match="image too large"):
+        inspect_image(path, 50_000_000)

@@ -17,7 +17,6 @@ from PIL import Image
 from orient_model import orientation
 from orient_model.imageio import ImageReadError, load_upright
 from orient_model.model.calibration import (
-    certified_threshold,
     expected_calibration_error,
     fit_temperature,
     risk_curve,
@@ -43,10 +42,6 @@ class PhotoScores:
         n = len(self.names)
         flat = self.log_probs.reshape(n * 4, *self.log_probs.shape[2:])
         return combine(flat, looking).reshape(n, 4, 4)
-
-    def subset(self, keep: np.ndarray) -> PhotoScores:
-        idx = np.flatnonzero(keep)
-        return PhotoScores([self.names[i] for i in idx], [self.kinds[i] for i in idx], self.log_probs[idx])
 
 
 def score_photos(predictor: Predictor, photos: Sequence[tuple[str | Path, list[str]]], batch: int = 8,
@@ -134,10 +129,3 @@ def metrics(scores: PhotoScores, looking: Looking, temperature: float, threshold
         "ece": expected_calibration_error(torch.from_numpy(probs), torch.from_numpy(labels)),
         "by_kind": by_kind,
     }
-
-
-def threshold_for(calibration: dict, looking: Looking, max_error: float) -> float:
-    entry = calibration.get(looking.key)
-    if entry is None:
-        raise KeyError(f"no calibration for {looking.key}")
-    return certified_threshold(entry["risk_curve"], max_error)[0]

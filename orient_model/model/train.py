@@ -42,7 +42,7 @@ from orient_model.model.calibration import (
 from orient_model.model.data import CopiesDataset
 from orient_model.model.device import resolve_device
 from orient_model.model.evaluate import LOOKINGS, calibrate, metrics, score_photos
-from orient_model.model.predict import Looking, Predictor, voted_logits
+from orient_model.model.predict import Predictor, voted_logits
 from orient_model.model.registry import LoadedModel
 
 # (message, fraction done, whether the message is a milestone worth always showing)
@@ -294,6 +294,3 @@ def judge_on_photos(result: FitResult, cfg: TrainConfig, input_size: int, photos
             result.metrics.setdefault("test", {})[looking.key] = metrics(
                 scores, looking, loaded.temperature_for(looking), threshold)
 
-
-def default_looking(cfg: TrainConfig) -> Looking:
-    return Looking(cfg.views, True)

@@ -11,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from orient_model import orientation as ori
 from orient_model.errors import OrientError
+from orient_model.imageio import our_pixel_cap
 
 Method = Literal["lossless", "exif"]
 ORIENTATION_TAG = ori.EXIF_ORIENTATION_TAG
@@ -44,7 +45,8 @@ def patch_xmp_orientation(xmp: bytes, value: int) -> bytes:
 
 def open_pillow(data: bytes) -> Image.Image:
     try:
-        return Image.open(io.BytesIO(data))
+        with our_pixel_cap(None):  # the size was checked when the photo was read
+            return Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise RotateError(f"cannot read image (damaged or unsupported variant): {exc}") from exc
 

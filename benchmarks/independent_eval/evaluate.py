@@ -1,0 +1,56 @@
+"""Judge models on photos from sources nobody trained or tuned on (see README.md here).
+
+    python benchmarks/independent_eval/evaluate.py [--photos /work/evalphotos] [--models default v1 ...]
+
+For each set (natural scenes; people and old prints) and each model: every photo in all four
+orientations, seen the model's default way (three views, four turns voted, its engine); accuracy,
+and at the model's certified threshold for at most 1% error: coverage and wrong automatic
+decisions. Use it to report figures, never to choose between candidates: a choice made on these
+photos would make them tuning photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from orient_model.model.calibration import certified_threshold  # noqa: E402
+from orient_model.model.evaluate import metrics, score_photos  # noqa: E402
+from orient_model.model.predict import Looking, Predictor  # noqa: E402
+from orient_model.model.registry import load_model, resolve_model_path  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--photos", type=Path, default=Path("/work/evalphotos"))
+    p.add_argument("--models", nargs="+", default=["default"])
+    p.add_argument("--max-error", type=float, default=0.01)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    records = json.loads((args.photos / "sources.json").read_text())
+    sets: dict[str, list] = {}
+    for r in records:
+        sets.setdefault(r["set"], []).append((str(args.photos / r["file"]), r.get("kinds") or []))
+    out = {}
+    print(f"{'model':<28}{'set':<9}{'photos':>7}{'accuracy':>10}{'coverage':>10}{'wrong auto':>14}{'threshold':>11}")
+    for ref in args.models:
+        loaded = load_model(resolve_model_path(ref))
+        looking = Looking(loaded.views, True)
+        predictor = Predictor(loaded, device="auto", engine="auto")
+        entry = loaded.calibration.get(looking.key)
+        threshold = certified_threshold(entry["risk_curve"], args.max_error)[0] if entry else 0.9
+        for name, photos in sorted(sets.items()):
+            m = metrics(score_photos(predictor, photos), looking, loaded.temperature_for(looking), threshold)
+            out[f"{loaded.version}/{name}"] = m
+            print(f"{loaded.version[:27]:<28}{name:<9}{m['photos']:>7}{m['accuracy']:>10.3f}{m['coverage']:>10.2f}"
+                  f"{m['wrong_automatic']:>7}/{m['automatic']:<6}{threshold:>11.4f}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
