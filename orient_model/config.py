@@ -37,7 +37,7 @@ class TrainingSetConfig(_Section):
     crops_per_photo: int = Field(3, ge=1, le=5, description="square crops taken along each photo's long side")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of photos for early stopping")
     calibration_fraction: float = Field(
-        0.15, ge=0.0, lt=1.0, description="share of photos for calibration and the certified threshold")
+        0.2, ge=0.0, lt=1.0, description="share of photos for calibration and the certified threshold")
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of photos held out for the card's figures")
     held_out_dirs: list[str] = Field(
         default_factory=list, description="folders whose photos are only ever test photos (other sources)")

@@ -54,6 +54,7 @@ def tiny_model(prefect_server, scenes_dir, tmp_path_factory) -> Path:
     from orient_model.config import TrainConfig, TrainingSetConfig
 
     work = tmp_path_factory.mktemp("tiny")
-    make_training_set([str(scenes_dir)], str(work / "data"), TrainingSetConfig(copy_size=96), trust_upright=True)
-    cfg = TrainConfig(arch="tiny", epochs=6, batch_size=32, lr=3e-3, workers=0, device="cpu")
+    make_training_set([str(scenes_dir)], str(work / "data"), TrainingSetConfig(copy_size=96, crops_per_photo=1),
+                      trust_upright=True)
+    cfg = TrainConfig(arch="tiny", epochs=6, batch_size=32, lr=3e-3, workers=0, device="cpu", views=1)
     return Path(train(str(work / "data"), str(work / "models"), cfg))

@@ -7,10 +7,10 @@ import sys
 import pytest
 
 
-def orient(*args, cwd=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "COLUMNS": "200"}
+def orient(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    env = env or {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "flows.cli", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=300)
+                          text=True, env=env, cwd=cwd, timeout=600)
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess, *needles: str) -> None:
@@ -50,10 +50,10 @@ def test_missing_archive(tmp_path):
 
 
 @pytest.mark.slow
-def test_no_readable_photos(tmp_path):
+def test_no_readable_photos(tmp_path, cli_env):
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.jpg").write_text("not a photo")
     (src / "b.png").write_bytes(b"")
-    result = orient("make-training-set", src, "--out", tmp_path / "data")
+    result = orient("make-training-set", src, "--out", tmp_path / "data", "--trust-upright", env=cli_env)
     assert_one_error_line(result, "no readable photos among 2 files")

@@ -1,7 +1,6 @@
 """The shipped default model: small, documented, loadable, and right on photos it never saw."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -48,10 +47,9 @@ def test_default_model_orients_the_held_out_demo_photos():
 
 
 @pytest.mark.slow
-def test_demo_command_runs_end_to_end(tmp_path):
+def test_demo_command_runs_end_to_end(tmp_path, cli_env):
     env_cmd = [sys.executable, "-m", "flows.cli", "demo", "--workdir", str(tmp_path / "demo")]
-    result = subprocess.run(env_cmd, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    result = subprocess.run(env_cmd, capture_output=True, text=True, timeout=900, env=cli_env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "accuracy against the known rotations" in result.stdout
     accuracy = json.loads((tmp_path / "demo" / "accuracy.json").read_text())

@@ -60,7 +60,8 @@ def registry(tmp_path_factory, tiny_model) -> Path:
     models = tmp_path_factory.mktemp("registry")
     work = tmp_path_factory.mktemp("weak")
     write_scenes(work / "src", 40, seed=21)
-    make_training_set([str(work / "src")], str(work / "data"), TrainingSetConfig(copy_size=96), trust_upright=True)
+    make_training_set([str(work / "src")], str(work / "data"), TrainingSetConfig(copy_size=96, crops_per_photo=1),
+                      trust_upright=True)
     weak = train(str(work / "data"), str(models),
                  TrainConfig(arch="tiny", epochs=1, max_steps_per_epoch=1, lr=1e-5, workers=0, device="cpu"))
     good = models / tiny_model.name
@@ -114,10 +115,10 @@ def test_champion_and_challenger_then_rollback(registry, tmp_path, prefect_serve
     from flows.training import make_training_set
 
     models, weak, good = registry
-    write_scenes(tmp_path / "truth", 90, seed=33)  # ground-truth photos for judging both
+    write_scenes(tmp_path / "truth", 60, seed=33)  # ground-truth photos for judging both
     data = Path(make_training_set([str(tmp_path / "truth")], str(tmp_path / "data"),
-                                  TrainingSetConfig(copy_size=96, calibration_fraction=0.4, test_fraction=0.4,
-                                                    val_fraction=0.1), trust_upright=True)).parent
+                                  TrainingSetConfig(copy_size=96, crops_per_photo=1, calibration_fraction=0.45,
+                                                    test_fraction=0.45, val_fraction=0.1), trust_upright=True)).parent
     # The good model challenges the weak one: it wins and becomes current.
     won = judge_and_maybe_promote.fn(str(data), str(models / good), weak, str(models), 0.05, 0.005)
     assert won["promoted"] and current_version(models) == good, won["reasons"]

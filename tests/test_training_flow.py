@@ -29,7 +29,7 @@ def test_tiny_cnn_learns_orientation_well_above_chance(tiny_model):
 def test_train_or_load_reuses_the_model_trained_on_the_same_data(tiny_model):
     from flows.training import train
 
-    cfg = TrainConfig(arch="tiny", epochs=6, batch_size=32, lr=3e-3, workers=0, device="cpu")
+    cfg = TrainConfig(arch="tiny", epochs=6, batch_size=32, lr=3e-3, workers=0, device="cpu", views=1)
     data_dir = tiny_model.parent.parent / "data"
     assert Path(train(str(data_dir), str(tiny_model.parent), cfg)) == tiny_model
     assert len(os.listdir(tiny_model.parent)) == 1

@@ -20,7 +20,8 @@ def model_card_markdown(card: dict, max_error: float = 0.01) -> str:
                   "|---|---|---|---|"]
         for key, entry in calibration.items():
             threshold, row = certified_threshold(entry["risk_curve"], max_error)
-            cover = f"{row['coverage']:.0%} ({row['automatic']} of {entry['photos']}, {row['errors']} wrong)" if row else "none"
+            decided = entry.get("decisions", entry["photos"])
+            cover = f"{row['coverage']:.0%} ({row['automatic']} of {decided}, {row['errors']} wrong)" if row else "none"
             shown = f"{threshold:.4f}" if row else "none (all flagged)"
             lines.append(f"| {key} | {entry['temperature']:.2f} | {shown} | {cover} |")
     test = card.get("test") or {}

@@ -169,5 +169,6 @@ def decision_threshold(predictor: Predictor, threshold: float | None, max_error:
     if row is None:
         return value, (f"no threshold is certified for error at most {max_error:.1%} with this model: "
                        "every photo goes to review")
+    decided = entry.get("decisions", entry["photos"])
     return value, (f"threshold {value:.4f}: error among automatic decisions at most {max_error:.1%} (95% "
-                   f"confidence, {row['automatic']} of {entry['photos']} calibration photos decided, {row['errors']} wrong)")
+                   f"confidence, {row['automatic']} of {decided} calibration decisions automatic, {row['errors']} wrong)")
