@@ -143,9 +143,10 @@ def autorotate(archive_dir, report, out_dir, state_dir, rejudge, quiet, as_json,
     read_checkpoint(resolve_model_path(cfg.model, cfg.models_dir and Path(cfg.models_dir)))  # so does a bad model
     from flows.server import prefect_api
 
-    with prefect_api() as server:
-        from flows.autorotate import autorotate_flow_for
+    with prefect_api() as server:  # a temporary server starts now, while the model loads
+        from flows.autorotate import autorotate_flow_for, model_for
 
+        model_for(cfg, str(resolve_model_path(cfg.model, cfg.models_dir and Path(cfg.models_dir))))
         summary = run_flow(server, autorotate_flow_for(cfg), archive_dir=str(archive_dir), config=cfg,
                            report=str(report) if report else None, out_dir=str(out_dir) if out_dir else None,
                            state_dir=str(state_dir) if state_dir else None, rejudge=rejudge)

@@ -399,3 +399,28 @@ def _exiftool(tmp: Path, data: bytes) -> dict[str, str]:
                          text=True, check=True).stdout
     found = (re.match(r"\[(\w+)\]\s+(\S+)\s*:\s*(.*)", line) for line in out.splitlines())
     return {f"{m[1]}:{m[2]}": m[3].strip() for m in found if m}
+
+
+def test_the_commands_temporary_server_cannot_outlive_it(tmp_path):
+    """Started as the CLI starts its Prefect server: kill -9 the parent, and the child goes too."""
+    import signal
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom flows.server import spawn_bound\n"
+         "child = spawn_bound([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+         "print(child.pid, flush=True)\ntime.sleep(300)\n"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    for _ in range(300):  # the kernel signals the child at once; allow a slow machine its time
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{child}/stat") as stat:
+            if stat.read().split(")")[-1].split()[0] == "Z":  # exited, waiting to be reaped by init
+                return
+        __import__("time").sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the child outlived its killed parent")
