@@ -61,5 +61,11 @@ def retrain_deployment(archive_dir: str, upright_dirs: list[str], cron: str, tim
 
 
 def serve_deployments(*deployments) -> None:
-    """Serve until stopped (Ctrl-C); runs appear in the Prefect UI with their reports."""
+    """Serve until stopped (Ctrl-C); runs appear in the Prefect UI with their reports.
+
+    Ctrl-C is turned into the termination Prefect's runner stops on at once: left to asyncio, a
+    first Ctrl-C only cancels a task, and the runner goes on shutting down for many seconds."""
+    import signal
+
+    signal.signal(signal.SIGINT, lambda signum, frame: os.kill(os.getpid(), signal.SIGTERM))
     serve(*deployments)

@@ -71,6 +71,10 @@ class TemporaryServer:
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            # Its own session: a Ctrl-C at the terminal reaches the command, which stops the
+            # server after its own shutdown, not the server first (the runner would then lose its
+            # connection mid-shutdown and print a traceback).
+            start_new_session=True,
         )
 
     def wait_until_ready(self, patience_s: float = 300.0) -> None:
@@ -91,9 +95,9 @@ class TemporaryServer:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
+            self.process.terminate()  # its state is in the database already: no need to wait long
             try:
-                self.process.wait(5)
+                self.process.wait(2)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
