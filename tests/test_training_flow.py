@@ -64,3 +64,13 @@ def test_temperature_scaling_lowers_validation_nll():
     t = fit_temperature(logits, labels)
     assert t > 1.5
     assert nll(logits, labels, t) < 0.8 * nll(logits, labels, 1.0)
+
+
+def test_a_perfectly_separated_calibration_set_gives_a_bounded_temperature():
+    from orient_model.model.calibration import TEMPERATURE_RANGE
+
+    labels = torch.arange(4).repeat(25)
+    logits = torch.nn.functional.one_hot(labels, 4).float() * 3.0  # always right: NLL falls as T -> 0
+    t = fit_temperature(logits, labels)
+    assert TEMPERATURE_RANGE[0] <= t < 1.0
+    assert nll(logits, labels, t) < nll(logits, labels, 1.0)

@@ -7,8 +7,14 @@ import torch
 from torch.nn import functional as F
 
 
+# A calibration set the model separates perfectly drives the NLL-optimal temperature towards 0
+# (ever sharper confidences); such a fit says "very sure", not "infinitely sure", so it is bounded.
+TEMPERATURE_RANGE = (0.1, 10.0)
+
+
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 200) -> float:
-    """The temperature minimising validation NLL (fitted on log T, so it stays positive)."""
+    """The temperature minimising validation NLL (fitted on log T, so it stays positive), kept within
+    :data:`TEMPERATURE_RANGE`."""
     logits, labels = logits.detach().float().clone(), labels.detach().long().clone()
     log_t = torch.zeros(1, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
@@ -20,7 +26,8 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
         return loss
 
     opt.step(closure)
-    t = float(log_t.detach().exp())
+    low, high = TEMPERATURE_RANGE
+    t = min(max(float(log_t.detach().exp()), low), high)
     # Never worse than no scaling (LBFGS can wander on tiny or separable sets).
     return t if nll(logits, labels, t) <= nll(logits, labels, 1.0) else 1.0
 
