@@ -18,10 +18,17 @@ import tempfile
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+
+MAKE = """
+import sys
 import numpy as np
 from PIL import Image
-
-REPO = Path(__file__).resolve().parents[1]
+root, width, height = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+tile = (np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8)
+canvas = np.tile(tile, (height // 256 + 1, width // 256 + 1, 1))[:height, :width]
+Image.fromarray(canvas).save(f"{root}/big.jpg", quality=85)
+"""
 
 CHILD = """
 import resource, sys
@@ -41,10 +48,9 @@ def main() -> None:
     side = int((args.megapixels * 1e6 / 1.5) ** 0.5) // 16 * 16
     width, height = int(side * 1.5) // 16 * 16, side
     with tempfile.TemporaryDirectory() as root:
-        tile = (np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8)
-        canvas = np.tile(tile, (height // 256 + 1, width // 256 + 1, 1))[:height, :width]
-        Image.fromarray(canvas).save(Path(root) / "big.jpg", quality=85)
-        del canvas
+        # Made in its own process: a child's peak RSS counts what it inherited at fork, so the
+        # writer must not be started from a process that once held the decoded canvas.
+        subprocess.run([sys.executable, "-c", MAKE, root, str(width), str(height)], check=True)
         size_mb = (Path(root) / "big.jpg").stat().st_size / 1e6
         start = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", CHILD, root], cwd=REPO, capture_output=True, text=True,

@@ -19,5 +19,5 @@ done
 orient make-training-set "${upright[@]}" "${held_args[@]}" --out "$WORK/data" --provenance "$PHOTOS/sources.json" \
   --trust-upright --crops-per-photo 3 --copy-size 256
 orient train "$WORK/data" --out "$WORK/models" --arch efficientnet_lite0 --weights package --input-size 224 \
-  --freeze early --cache-passes 2 --epochs 5 --patience 2 --batch-size 32 --lr 0.001 --workers 2 --views 3
+  --freeze early --cache-passes 1 --epochs 3 --patience 2 --batch-size 32 --lr 0.001 --workers 2 --views 3
 python scripts/package_default_model.py "$WORK/models"

@@ -19,9 +19,11 @@ main picture only.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import struct
 import subprocess
+import tempfile
 
 from orient_model import orientation as ori
 from orient_model.rotate._tiff_editor import TiffEditor
@@ -237,13 +239,18 @@ def _jpegtran(data: bytes, args: list[str]) -> bytes | None:
     exe = shutil.which("jpegtran")
     if exe is None:
         raise RotateError("jpegtran is not installed (Debian/Ubuntu: apt install libjpeg-turbo-progs)")
-    proc = subprocess.run([exe, *args], input=data, capture_output=True, timeout=900, check=False)
-    message = proc.stderr.decode("utf-8", "replace").strip()
-    if proc.returncode != 0 and "not perfect" in message:
-        return None
-    if proc.returncode != 0 or not proc.stdout:
+    # Output goes through an unlinked file, read back once: a pipe's chunks joined would hold the
+    # picture twice, and pictures can be a quarter of a gigabyte.
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.run([exe, *args], input=data, stdout=out, stderr=subprocess.PIPE, timeout=900, check=False)
+        message = proc.stderr.decode("utf-8", "replace").strip()
+        if proc.returncode != 0 and "not perfect" in message:
+            return None
+        out.seek(0)
+        result = out.read()
+    if proc.returncode != 0 or not result:
         raise RotateError(f"JPEG data is damaged or unsupported (jpegtran: {message or proc.returncode})")
-    return proc.stdout
+    return result
 
 
 def _turn_picture(picture: bytes, transform: ori.Transpose | None) -> bytes | None:
@@ -260,15 +267,15 @@ def _turn_picture(picture: bytes, transform: ori.Transpose | None) -> bytes | No
 
 
 def _canonical(picture: bytes, transform: ori.Transpose | None = None) -> bytes:
-    """The picture's coefficients written one fixed way (no metadata, optimised Huffman), so two
-    pictures with equal coefficients give equal bytes."""
+    """The SHA-256 of the picture's coefficients written one fixed way (no metadata, optimised
+    Huffman), so two pictures with equal coefficients give equal digests."""
     args = ["-copy", "none", "-optimize"]
     if transform is not None:
         args = ["-perfect", *args, *ori.JPEGTRAN_ARGS[transform]]
     out = _jpegtran(picture, args)
     if out is None:
         raise RotateError("verification failed: the turned picture cannot be turned back exactly")
-    return out
+    return hashlib.sha256(out).digest()
 
 
 def _verify_lossless(original: bytes, result: bytes, transform: ori.Transpose | None) -> None:
