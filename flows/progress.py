@@ -62,11 +62,23 @@ class Display:
                     eta = (total - done) / rate if rate > 0 else float("nan")
                     self.line(f"{what}: {done}/{total} ({rate:.1f}/s, about {eta:.0f} s left)")
 
+    def note(self, key: str, text: str) -> None:
+        """A milestone of long work (an epoch, a caching pass): the bar's caption, or a line."""
+        with self._lock:
+            if key not in self._bars:
+                return
+            if self.mode == "bar":
+                self._rich.update(self._bars[key][0], description=text)
+        if self.mode == "lines":
+            self.line(text)
+
     def line(self, text: str) -> None:
         if self.mode == "bar" and self._rich is not None:
             self._rich.console.print(text, highlight=False)
         elif self.mode != "off":
-            print(text, file=sys.stderr, flush=True)
+            # Not print(): flows log their prints, and the console shows only warnings.
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
 
     def stop(self) -> None:
         with self._lock:
@@ -100,6 +112,7 @@ class RunProgress:
         display.update(self.key, self.what, round(min(fraction, 1.0) * self.total))
         if message and (milestone or final or now - self.last >= self.every_s):
             self.logger.info(message)
+            display.note(self.key, message)
         if final or now - self.last >= self.every_s:
             self.last = now
             update_progress_artifact(self.artifact_id, min(fraction, 1.0) * 100)

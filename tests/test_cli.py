@@ -57,3 +57,26 @@ def test_no_readable_photos(tmp_path, cli_env):
     (src / "b.png").write_bytes(b"")
     result = orient("make-training-set", src, "--out", tmp_path / "data", "--trust-upright", env=cli_env)
     assert_one_error_line(result, "no readable photos among 2 files")
+
+
+def test_long_work_shows_progress_and_milestones_on_a_plain_stderr(prefect_server, capfd):
+    """Without a terminal (cron, a log file) progress is plain lines on stderr, milestones included,
+    even inside a flow, which logs its prints (and the console shows only warnings)."""
+    from prefect import flow
+
+    from flows.progress import RunProgress, display
+
+    @flow(log_prints=True)
+    def long_work():
+        progress = RunProgress("drill", 2, "steps")
+        progress.report(0.0, "caching features: pass 1/1", milestone=True)
+        progress.advance(2)
+
+    display.mode = "lines"
+    try:
+        long_work()
+    finally:
+        display.stop()
+        display.mode = "off"
+    err = capfd.readouterr().err
+    assert "steps: 0/2" in err and "caching features: pass 1/1" in err and "steps: 2/2" in err, err
