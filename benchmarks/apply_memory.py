@@ -53,12 +53,15 @@ def main() -> None:
         subprocess.run([sys.executable, "-c", MAKE, root, str(width), str(height)], check=True)
         size_mb = (Path(root) / "big.jpg").stat().st_size / 1e6
         start = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", CHILD, root], cwd=REPO, capture_output=True, text=True,
-                             check=True).stdout.split()
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, root], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.split()
         seconds = time.perf_counter() - start
     method, own, children = out[0], int(out[1]) / 1024, int(out[2]) / 1024
-    print(f"{width}x{height} JPEG ({width * height / 1e6:.0f} megapixels, {size_mb:.0f} MB): turned {method} in "
-          f"{seconds:.0f} s; peak RSS {own:.0f} MB in the writer, {children:.0f} MB in jpegtran")
+    print(
+        f"{width}x{height} JPEG ({width * height / 1e6:.0f} megapixels, {size_mb:.0f} MB): turned {method} in "
+        f"{seconds:.0f} s; peak RSS {own:.0f} MB in the writer, {children:.0f} MB in jpegtran"
+    )
 
 
 if __name__ == "__main__":

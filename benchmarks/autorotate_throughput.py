@@ -90,16 +90,37 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 def peak_rss_mb(folder: Path, model: str) -> float:
     with tempfile.TemporaryDirectory() as state:
-        out = subprocess.run([sys.executable, "-c", PEAK_RSS, str(folder), state, model], capture_output=True,
-                             text=True, check=True, cwd=REPO).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS, str(folder), state, model],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+        ).stdout
     return int(out.strip().splitlines()[-1]) / 1024
 
 
 def startup_seconds(folder: Path, model: str, env: dict) -> float:
     """Wall time of `orient autorotate` on a one-photo archive: mostly start-up."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "flows.cli", "autorotate", str(folder), "--model", model, "--quiet",
-                    "--state-dir", tempfile.mkdtemp()], cwd=REPO, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "autorotate",
+            str(folder),
+            "--model",
+            model,
+            "--quiet",
+            "--state-dir",
+            tempfile.mkdtemp(),
+        ],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - start
 
 
@@ -115,12 +136,15 @@ def main() -> None:
     paths = make_scans(args.workdir / "scans", args.scans)
     loaded = load_model(model)
     threads = os.cpu_count() or 2
-    print(f"{len(paths)} scans of 6000x4000 JPEG; model {loaded.version} ({loaded.arch}, {loaded.input_size} px, "
-          f"{loaded.views} views); {threads} cores")
+    print(
+        f"{len(paths)} scans of 6000x4000 JPEG; model {loaded.version} ({loaded.arch}, {loaded.input_size} px, "
+        f"{loaded.views} views); {threads} cores"
+    )
     rate_floor = floor(paths, loaded.input_size, threads)
     print(f"floor, draft-decode only ({threads} threads): {rate_floor:.2f} photos/s")
-    rate_naive = naive(paths[: min(len(paths), 30)], Predictor(loaded, device="cpu", tta=False, views=1,
-                                                                engine="torch"))
+    rate_naive = naive(
+        paths[: min(len(paths), 30)], Predictor(loaded, device="cpu", tta=False, views=1, engine="torch")
+    )
     print(f"naive (full decode, PyTorch, one photo at a time): {rate_naive:.2f} photos/s")
 
     from prefect.testing.utilities import prefect_test_harness
@@ -128,8 +152,10 @@ def main() -> None:
     with prefect_test_harness(server_startup_timeout=None):
         warm = args.workdir / "warm"
         write_scenes(warm, 4, seed=1)
-        print(f"{'engine':<12}{'vote':<6}{'evidence':<10}{'photos/s':>9}{'x naive':>9}{'floor/x':>9}"
-              f"{'flagged':>9}{'evidence s/flagged':>20}")
+        print(
+            f"{'engine':<12}{'vote':<6}{'evidence':<10}{'photos/s':>9}{'x naive':>9}{'floor/x':>9}"
+            f"{'flagged':>9}{'evidence s/flagged':>20}"
+        )
         for engine in ("onnxruntime", "torch"):
             for tta in (True, False):
                 rates = {}
@@ -143,22 +169,29 @@ def main() -> None:
                     if evidence != "off" and flagged:
                         extra = len(paths) / rate - len(paths) / rates["off"][0]
                         cost = f"{extra / flagged:.2f}"
-                    print(f"{engine:<12}{'on' if tta else 'off':<6}{evidence:<10}{rate:9.2f}{rate / rate_naive:9.1f}"
-                          f"{rate_floor / rate:9.2f}{flagged:9d}{cost:>20}", flush=True)
+                    print(
+                        f"{engine:<12}{'on' if tta else 'off':<6}{evidence:<10}{rate:9.2f}{rate / rate_naive:9.1f}"
+                        f"{rate_floor / rate:9.2f}{flagged:9d}{cost:>20}",
+                        flush=True,
+                    )
         print("targets (defaults: onnxruntime, vote on, gradcam): at least 5x naive, floor/x at most 2")
 
     one = args.workdir / "one-photo"
     write_scenes(one, 1, seed=2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
-    print(f"start-up, `orient autorotate` on a one-photo archive: {startup_seconds(one, model, env):.1f} s with its own "
-          "temporary Prefect server (started while the model loads)")
+    print(
+        f"start-up, `orient autorotate` on a one-photo archive: {startup_seconds(one, model, env):.1f} s with its own "
+        "temporary Prefect server (started while the model loads)"
+    )
     if not args.skip_rss:
         for n in (1000, 10000):
             folder = args.workdir / f"small-{n}"
             if not folder.exists():
                 write_scenes(folder, n, seed=n, size=(160, 120))
-            print(f"peak RSS, autorotate (--no-tta --views 1) on {n} small files: {peak_rss_mb(folder, model):.0f} MB",
-                  flush=True)
+            print(
+                f"peak RSS, autorotate (--no-tta --views 1) on {n} small files: {peak_rss_mb(folder, model):.0f} MB",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

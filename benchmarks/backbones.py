@@ -26,28 +26,51 @@ def photos_per_second(predictor: Predictor, n: int = 32) -> float:
     predictor.probabilities(photos[:4])
     start = time.perf_counter()
     for i in range(0, n, 8):
-        predictor.probabilities(photos[i:i + 8])
+        predictor.probabilities(photos[i : i + 8])
     return n / (time.perf_counter() - start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir")
-    parser.add_argument("--candidates", nargs="+", default=[
-        "efficientnet_lite0:160", "efficientnet_lite0:224", "efficientnet_lite2:224", "efficientnet_lite2:260"])
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        default=[
+            "efficientnet_lite0:160",
+            "efficientnet_lite0:224",
+            "efficientnet_lite2:224",
+            "efficientnet_lite2:260",
+        ],
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--cache-passes", type=int, default=1)
     parser.add_argument("--n-train", type=int, default=0, help="training photos (0: all)")
     parser.add_argument("--max-judged", type=int, default=0, help="calibration and test photos each (0: all)")
     args = parser.parse_args()
-    print(f"backbones: {torch.get_num_threads()} CPU threads; freeze early, {args.epochs} epochs, "
-          f"{args.cache_passes} cached pass(es)")
+    print(
+        f"backbones: {torch.get_num_threads()} CPU threads; freeze early, {args.epochs} epochs, "
+        f"{args.cache_passes} cached pass(es)"
+    )
     for candidate in args.candidates:
         arch, size = candidate.split(":")
-        cfg = TrainConfig(arch=arch, input_size=int(size), epochs=args.epochs, freeze="early",
-                          cache_passes=args.cache_passes, patience=2, device="cpu", workers=2)
-        run = train_and_judge(args.data_dir, cfg, args.n_train or None, log=lambda line: None,
-                              max_judged=args.max_judged or None)
+        cfg = TrainConfig(
+            arch=arch,
+            input_size=int(size),
+            epochs=args.epochs,
+            freeze="early",
+            cache_passes=args.cache_passes,
+            patience=2,
+            device="cpu",
+            workers=2,
+        )
+        run = train_and_judge(
+            args.data_dir,
+            cfg,
+            args.n_train or None,
+            log=lambda line: None,
+            max_judged=args.max_judged or None,
+        )
         speed = photos_per_second(Predictor(run["loaded"], device="cpu"))
         print(f"{figure_line(candidate, run)}  | {speed:.1f} photos/s", flush=True)
 

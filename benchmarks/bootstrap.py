@@ -70,46 +70,63 @@ def main() -> None:
         orientation.apply(img, orientation.COUNTER_CLOCKWISE[angle]).save(archive / rel, quality=92)
         truth[rel] = angle
     truth_dir.mkdir()
-    for src in photos[args.archive: args.archive + args.truth]:
+    for src in photos[args.archive : args.archive + args.truth]:
         (truth_dir / src.name).write_bytes(src.read_bytes())
-    held_out = [(str(q), []) for q in photos[args.archive + args.truth: need]]
+    held_out = [(str(q), []) for q in photos[args.archive + args.truth : need]]
     models = work / "models"
     models.mkdir()
     before = judge(resolve_model_path("current", models), held_out, args.max_error)
-    print(f"archive of {args.archive} photos ({sum(a != 0 for a in truth.values())} turned), "
-          f"{args.truth} known upright, {len(held_out)} held out; {args.rounds} rounds")
-    print(f"before: accuracy {before['accuracy']:.3f}, coverage {before['coverage']:.2f}, "
-          f"wrong automatic {before['wrong_automatic']}/{before['automatic']} (model {load_model(resolve_model_path('current', models)).version})",
-          flush=True)
+    print(
+        f"archive of {args.archive} photos ({sum(a != 0 for a in truth.values())} turned), "
+        f"{args.truth} known upright, {len(held_out)} held out; {args.rounds} rounds"
+    )
+    print(
+        f"before: accuracy {before['accuracy']:.3f}, coverage {before['coverage']:.2f}, "
+        f"wrong automatic {before['wrong_automatic']}/{before['automatic']} (model {load_model(resolve_model_path('current', models)).version})",
+        flush=True,
+    )
 
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.retrain import bootstrap
 
     with prefect_test_harness(server_startup_timeout=None):
-        decisions = bootstrap(str(archive), [str(truth_dir)], rounds=args.rounds, models_dir=str(models),
-                              work_dir=str(work / "rounds"),
-                              set_config=TrainingSetConfig(val_fraction=0.2, calibration_fraction=0.4, test_fraction=0.4),
-                              train_config=TrainConfig(freeze="early", epochs=args.epochs, cache_passes=1, patience=2),
-                              trust_upright=True)
+        decisions = bootstrap(
+            str(archive),
+            [str(truth_dir)],
+            rounds=args.rounds,
+            models_dir=str(models),
+            work_dir=str(work / "rounds"),
+            set_config=TrainingSetConfig(val_fraction=0.2, calibration_fraction=0.4, test_fraction=0.4),
+            train_config=TrainConfig(freeze="early", epochs=args.epochs, cache_passes=1, patience=2),
+            trust_upright=True,
+        )
     for d in decisions:
-        print(f"round {d['round']}: {d['pseudo_labels']} pseudo-labels; challenger "
-              f"{'promoted' if d['promoted'] else 'not promoted'}: {'; '.join(d['reasons'])}")
+        print(
+            f"round {d['round']}: {d['pseudo_labels']} pseudo-labels; challenger "
+            f"{'promoted' if d['promoted'] else 'not promoted'}: {'; '.join(d['reasons'])}"
+        )
     after = judge(resolve_model_path("current", models), held_out, args.max_error)
-    print(f"after:  accuracy {after['accuracy']:.3f}, coverage {after['coverage']:.2f}, "
-          f"wrong automatic {after['wrong_automatic']}/{after['automatic']} (model "
-          f"{load_model(resolve_model_path('current', models)).version})")
+    print(
+        f"after:  accuracy {after['accuracy']:.3f}, coverage {after['coverage']:.2f}, "
+        f"wrong automatic {after['wrong_automatic']}/{after['automatic']} (model "
+        f"{load_model(resolve_model_path('current', models)).version})"
+    )
     pseudo = sorted((work / "rounds").glob("*/data/manifest.parquet"))
     if pseudo:
         import pyarrow.parquet as pq
 
-        rows = [r for r in pq.read_table(pseudo[-1]).to_pylist() if (r["label_source"] or "").startswith("pseudo")]
+        rows = [
+            r for r in pq.read_table(pseudo[-1]).to_pylist() if (r["label_source"] or "").startswith("pseudo")
+        ]
         seen = {}
         for r in rows:
             rel = str(Path(r["source_path"]).relative_to(archive))
             seen[rel] = r["source_rotation_deg"]
         right = sum(truth[rel] == turn for rel, turn in seen.items())
-        print(f"last round's pseudo-labels: {len(seen)} photos, {right} right ({right / max(len(seen), 1):.1%})")
+        print(
+            f"last round's pseudo-labels: {len(seen)} photos, {right} right ({right / max(len(seen), 1):.1%})"
+        )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,13 @@ from orient_model.archive.audit import archive_contents, audit, clean, read_jour
 
 
 def orient(args: list[str], wait: bool = True) -> subprocess.Popen | int:
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     if not wait:
         return proc
     _, err = proc.communicate()
@@ -50,8 +55,19 @@ def orient(args: list[str], wait: bool = True) -> subprocess.Popen | int:
 
 
 def autorotate_args(root: Path, model: str, report: Path | None = None) -> list[str]:
-    args = ["autorotate", str(root), "--apply", "lossless", "--model", model, "--threshold", "0",
-            "--saliency", "off", "--quiet"]
+    args = [
+        "autorotate",
+        str(root),
+        "--apply",
+        "lossless",
+        "--model",
+        model,
+        "--threshold",
+        "0",
+        "--saliency",
+        "off",
+        "--quiet",
+    ]
     return args + (["--report", str(report)] if report else [])
 
 
@@ -82,8 +98,16 @@ def drill_round(work: Path, photos: int, kills: int, model: str, rng: random.Ran
     changed = sum(archive_contents(root)[rel] != data for rel, data in originals.items())
     undone = orient(["undo", str(report), "--quiet"])
     restored = sum(archive_contents(root).get(rel) == data for rel, data in originals.items())
-    return {"kills": landed, "files": len(originals), "changed": changed, "turned": sum(r != 0 for r in truth.values()),
-            "resumed_rc": resumed, "undo_rc": undone, "restored": restored, "problems": problems}
+    return {
+        "kills": landed,
+        "files": len(originals),
+        "changed": changed,
+        "turned": sum(r != 0 for r in truth.values()),
+        "resumed_rc": resumed,
+        "undo_rc": undone,
+        "restored": restored,
+        "problems": problems,
+    }
 
 
 def main() -> None:
@@ -103,16 +127,25 @@ def main() -> None:
     for n in range(args.rounds):
         r = drill_round(work / f"round{n}", args.photos, args.kills, args.model, rng)
         bad = {k: len(v) for k, v in r["problems"].items()}
-        ok = clean(r["problems"]) and r["restored"] == r["files"] and r["resumed_rc"] in (0, 3) and r["undo_rc"] == 0
+        ok = (
+            clean(r["problems"])
+            and r["restored"] == r["files"]
+            and r["resumed_rc"] in (0, 3)
+            and r["undo_rc"] == 0
+        )
         failed |= not ok
         for key in totals:
             totals[key] += r[key]
-        print(f"round {n + 1}: kills {r['kills']}, files {r['files']}, rotated {r['changed']}, corrupt {bad['corrupt']}, "
-              f"lost {bad['lost']}, double-rotated {bad['double']}, journal {bad['journal']}, "
-              f"restored {r['restored']}/{r['files']} {'ok' if ok else 'FAILED: ' + str(r['problems'])[:500]}",
-              flush=True)
-    print(f"total: {totals['kills']} kills, {totals['files']} files checked, {totals['restored']} restored byte for "
-          f"byte, {time.monotonic() - start:.0f} s; {'FAILED' if failed else 'all safe'}")
+        print(
+            f"round {n + 1}: kills {r['kills']}, files {r['files']}, rotated {r['changed']}, corrupt {bad['corrupt']}, "
+            f"lost {bad['lost']}, double-rotated {bad['double']}, journal {bad['journal']}, "
+            f"restored {r['restored']}/{r['files']} {'ok' if ok else 'FAILED: ' + str(r['problems'])[:500]}",
+            flush=True,
+        )
+    print(
+        f"total: {totals['kills']} kills, {totals['files']} files checked, {totals['restored']} restored byte for "
+        f"byte, {time.monotonic() - start:.0f} s; {'FAILED' if failed else 'all safe'}"
+    )
     sys.exit(1 if failed else 0)
 
 

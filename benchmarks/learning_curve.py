@@ -30,11 +30,21 @@ def main() -> None:
     parser.add_argument("--cache-passes", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    cfg = TrainConfig(arch=args.arch, input_size=args.input_size, epochs=args.epochs, freeze="early",
-                      cache_passes=args.cache_passes, patience=2, device="cpu", workers=2)
+    cfg = TrainConfig(
+        arch=args.arch,
+        input_size=args.input_size,
+        epochs=args.epochs,
+        freeze="early",
+        cache_passes=args.cache_passes,
+        patience=2,
+        device="cpu",
+        workers=2,
+    )
     rows = []
-    print(f"learning curve: {args.arch} at {args.input_size} px, freeze early, {args.epochs} epochs, "
-          f"{args.cache_passes} cached passes")
+    print(
+        f"learning curve: {args.arch} at {args.input_size} px, freeze early, {args.epochs} epochs, "
+        f"{args.cache_passes} cached passes"
+    )
     for size in args.sizes:
         run = train_and_judge(args.data_dir, cfg, size or None, log=lambda line: None)
         print(figure_line(f"{size or 'all'} photos", run), flush=True)

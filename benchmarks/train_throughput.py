@@ -54,8 +54,12 @@ def main() -> None:
     args = p.parse_args()
     device = resolve_device(args.device)
     size = args.input_size or ARCHS[args.arch].input_size
-    print(f"device {device}, torch threads {torch.get_num_threads()}, {args.arch} at {size} px, batch {args.batch_size}")
-    print(f"bare training steps: {bare_steps(args.arch, size, args.batch_size, args.steps, device):.1f} images/s")
+    print(
+        f"device {device}, torch threads {torch.get_num_threads()}, {args.arch} at {size} px, batch {args.batch_size}"
+    )
+    print(
+        f"bare training steps: {bare_steps(args.arch, size, args.batch_size, args.steps, device):.1f} images/s"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -63,12 +67,21 @@ def main() -> None:
         cfg = TrainingSetConfig(copy_size=256, val_fraction=0.2)
         for path in find_photos([tmp / "src"]):
             process_source(path, tmp / "data", cfg)
-        train_cfg = TrainConfig(arch=args.arch, weights="none", input_size=size, epochs=1,
-                                batch_size=args.batch_size, device=args.device, workers=args.workers,
-                                max_steps_per_epoch=args.steps)
+        train_cfg = TrainConfig(
+            arch=args.arch,
+            weights="none",
+            input_size=size,
+            epochs=1,
+            batch_size=args.batch_size,
+            device=args.device,
+            workers=args.workers,
+            max_steps_per_epoch=args.steps,
+        )
         result = fit(tmp / "data", train_cfg)
-        print(f"training loop with data loading and augmentation: "
-              f"{result.history[0]['images_per_s']:.1f} images/s")
+        print(
+            f"training loop with data loading and augmentation: "
+            f"{result.history[0]['images_per_s']:.1f} images/s"
+        )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,11 @@ def photos_by_split(data_dir: Path) -> dict[str, list[tuple[str, list[str], str]
     out: dict[str, dict] = {}
     for row in read_manifest(manifest_path(data_dir)).to_pylist():
         if row["error"] is None:
-            out.setdefault(row["split"], {})[row["source_sha256"]] = (row["source_path"], row["kinds"] or [],
-                                                                      row["source_sha256"])
+            out.setdefault(row["split"], {})[row["source_sha256"]] = (
+                row["source_path"],
+                row["kinds"] or [],
+                row["source_sha256"],
+            )
     return {split: sorted(photos.values()) for split, photos in out.items()}
 
 
@@ -45,8 +48,15 @@ def _sample(photos: list, n: int | None, seed: int) -> list:
     return [photos[i] for i in sorted(pick)]
 
 
-def train_and_judge(data_dir: Path, cfg: TrainConfig, n_train: int | None = None, seed: int = 0,
-                    max_error: float = 0.01, log=print, max_judged: int | None = None) -> dict:
+def train_and_judge(
+    data_dir: Path,
+    cfg: TrainConfig,
+    n_train: int | None = None,
+    seed: int = 0,
+    max_error: float = 0.01,
+    log=print,
+    max_judged: int | None = None,
+) -> dict:
     """Train on ``n_train`` random training photos (all when None); calibrate; judge on test
     (``max_judged``: at most that many calibration and test photos each, the same for every run)."""
     splits = photos_by_split(data_dir)
@@ -63,14 +73,29 @@ def train_and_judge(data_dir: Path, cfg: TrainConfig, n_train: int | None = None
     result = fit(data_dir, cfg, progress=progress, sources=sources, judge_copies=False)
     seconds = time.perf_counter() - start
     spec = ARCHS[cfg.arch]
-    loaded = LoadedModel(result.model, cfg.arch, cfg.input_size or spec.input_size, spec.mean, spec.std,
-                         result.temperature, "bench", {}, result.tta_temperature, cfg.views)
+    loaded = LoadedModel(
+        result.model,
+        cfg.arch,
+        cfg.input_size or spec.input_size,
+        spec.mean,
+        spec.std,
+        result.temperature,
+        "bench",
+        {},
+        result.tta_temperature,
+        cfg.views,
+    )
     predictor = Predictor(loaded, device=cfg.device, engine="auto")
     calib = score_photos(predictor, [(p, k) for p, k, _ in splits.get("calib", [])])
     loaded.card["calibration"] = calibrate(calib, [VOTE, SINGLE])
     test = score_photos(predictor, [(p, k) for p, k, _ in splits.get("test", [])])
-    return {"photos": len(train), "train_seconds": seconds, "scores": test, "loaded": loaded,
-            "figures": judge(test, loaded, max_error)}
+    return {
+        "photos": len(train),
+        "train_seconds": seconds,
+        "scores": test,
+        "loaded": loaded,
+        "figures": judge(test, loaded, max_error),
+    }
 
 
 def judge(scores: PhotoScores, loaded: LoadedModel, max_error: float = 0.01) -> dict[str, dict]:
@@ -84,8 +109,13 @@ def judge(scores: PhotoScores, loaded: LoadedModel, max_error: float = 0.01) -> 
 
 def figure_line(name: str, run: dict) -> str:
     vote, single = run["figures"][VOTE.key], run["figures"][SINGLE.key]
-    kinds = "  ".join(f"{k} {m['accuracy']:.3f}" for k, m in vote["by_kind"].items()
-                      if k in ("people", "scene", "greyscale", "old-print", "indoor", "animal", "object"))
-    return (f"{name:<24} photos {run['photos']:>5}  single {single['accuracy']:.3f}  vote {vote['accuracy']:.3f}  "
-            f"coverage {vote['coverage']:.2f}  wrong auto {vote['wrong_automatic']}/{vote['automatic']}  "
-            f"train {run['train_seconds'] / 60:.1f} min  | {kinds}")
+    kinds = "  ".join(
+        f"{k} {m['accuracy']:.3f}"
+        for k, m in vote["by_kind"].items()
+        if k in ("people", "scene", "greyscale", "old-print", "indoor", "animal", "object")
+    )
+    return (
+        f"{name:<24} photos {run['photos']:>5}  single {single['accuracy']:.3f}  vote {vote['accuracy']:.3f}  "
+        f"coverage {vote['coverage']:.2f}  wrong auto {vote['wrong_automatic']}/{vote['automatic']}  "
+        f"train {run['train_seconds'] / 60:.1f} min  | {kinds}"
+    )

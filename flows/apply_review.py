@@ -41,15 +41,23 @@ def apply_decisions(run: AutorotateRun, planned: Predicted, progress: RunProgres
 
 @flow(name="apply-review", log_prints=True)
 @fail_cleanly
-def apply_review(archive_dir: str, apply: str = "lossless", state_dir: str | None = None,
-                 report: str | None = None) -> dict:
+def apply_review(
+    archive_dir: str, apply: str = "lossless", state_dir: str | None = None, report: str | None = None
+) -> dict:
     """Turn every photo an operator decided needs turning (lossless by default); write a report."""
     cfg = AutorotateConfig(apply=apply)
     if cfg.apply == "none":
         raise OrientError("apply-review changes files: use --apply lossless or --apply exif")
     logger = get_run_logger()
-    with AutorotateRun(archive_dir, cfg, REVIEW_MODEL_VERSION, REVIEW_VIEW_KEY, report=report,
-                       state_dir=state_dir, log=logger.warning) as run:
+    with AutorotateRun(
+        archive_dir,
+        cfg,
+        REVIEW_MODEL_VERSION,
+        REVIEW_VIEW_KEY,
+        report=report,
+        state_dir=state_dir,
+        log=logger.warning,
+    ) as run:
         planned = plan_decisions(run)
         turning = sum(r.action == "rotate" for r in planned.rows)
         logger.info(f"run {run.run_id}: {turning} photo(s) to turn as the operator decided, in {run.root}")
@@ -63,7 +71,14 @@ def apply_review(archive_dir: str, apply: str = "lossless", state_dir: str | Non
 def publish(summary: dict, slug: str) -> None:
     """What was applied, where Prefect users look, and how to take it back."""
     undo = f"\nUndo it with `orient undo {summary['report']}`.\n"
-    create_markdown_artifact(summary_markdown(summary, f"orient apply-review {summary['run_id']}") + undo,
-                             key=f"apply-review-{slug}-summary", description="Operator decisions applied")
-    create_link_artifact(Path(summary["report"]).as_uri(), link_text=f"report of run {summary['run_id']}",
-                         key=f"apply-review-{slug}-report", description="The run's Parquet report")
+    create_markdown_artifact(
+        summary_markdown(summary, f"orient apply-review {summary['run_id']}") + undo,
+        key=f"apply-review-{slug}-summary",
+        description="Operator decisions applied",
+    )
+    create_link_artifact(
+        Path(summary["report"]).as_uri(),
+        link_text=f"report of run {summary['run_id']}",
+        key=f"apply-review-{slug}-report",
+        description="The run's Parquet report",
+    )

@@ -43,8 +43,15 @@ def model_for(cfg: AutorotateConfig, model_path: str):
 
 
 @task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
-def predict_chunk(root: str, entries: list[ArchiveEntry], model_path: str, cfg: AutorotateConfig,
-                  threshold: float, memory: Memory, rejudge: bool) -> Predicted:
+def predict_chunk(
+    root: str,
+    entries: list[ArchiveEntry],
+    model_path: str,
+    cfg: AutorotateConfig,
+    threshold: float,
+    memory: Memory,
+    rejudge: bool,
+) -> Predicted:
     """Read, predict and decide a chunk of files: small, picklable inputs and outputs, so it runs
     wherever the task runner sends it (a thread here, a Dask worker on another machine)."""
     predictor, renderer = model_for(cfg, model_path)
@@ -68,8 +75,14 @@ def autorotate_flow_for(cfg: AutorotateConfig):
 
 @flow(name="autorotate", log_prints=True)
 @fail_cleanly
-def autorotate(archive_dir: str, config: AutorotateConfig | None = None, report: str | None = None,
-               out_dir: str | None = None, state_dir: str | None = None, rejudge: bool = False) -> dict:
+def autorotate(
+    archive_dir: str,
+    config: AutorotateConfig | None = None,
+    report: str | None = None,
+    out_dir: str | None = None,
+    state_dir: str | None = None,
+    rejudge: bool = False,
+) -> dict:
     """Find and fix the orientation of every photo in an archive; write a Parquet report.
 
     Prediction runs as tasks, a few chunks ahead; applying stays here, in the one process that
@@ -81,16 +94,32 @@ def autorotate(archive_dir: str, config: AutorotateConfig | None = None, report:
     predictor, _ = model_for(cfg, model_path)
     threshold, how = decision_threshold(predictor, cfg.threshold, cfg.max_error)
     logger.info(f"deciding alone above confidence {threshold:.4f}: {how}")
-    with AutorotateRun(archive_dir, cfg, predictor.loaded.version, predictor.looking.key, threshold=threshold,
-                       decision_note=how, report=report, out_dir=out_dir, state_dir=state_dir, rejudge=rejudge,
-                       model_path=model_path, log=logger.warning) as run:
-        logger.info(f"run {run.run_id}: {len(run.entries)} files in {run.root}; model "
-                    f"{predictor.loaded.version}, apply={cfg.apply}")
+    with AutorotateRun(
+        archive_dir,
+        cfg,
+        predictor.loaded.version,
+        predictor.looking.key,
+        threshold=threshold,
+        decision_note=how,
+        report=report,
+        out_dir=out_dir,
+        state_dir=state_dir,
+        rejudge=rejudge,
+        model_path=model_path,
+        log=logger.warning,
+    ) as run:
+        logger.info(
+            f"run {run.run_id}: {len(run.entries)} files in {run.root}; model "
+            f"{predictor.loaded.version}, apply={cfg.apply}"
+        )
         progress = RunProgress("autorotate", len(run.entries), "photos read, predicted and written")
         pending: deque = deque()
         for chunk in run.chunks(CHUNK):
-            pending.append(predict_chunk.submit(str(run.root), chunk, model_path, cfg, run.threshold,
-                                                run.memory_for(chunk), rejudge))
+            pending.append(
+                predict_chunk.submit(
+                    str(run.root), chunk, model_path, cfg, run.threshold, run.memory_for(chunk), rejudge
+                )
+            )
             if len(pending) > max(1, cfg.chunks_ahead):
                 record(run, pending.popleft().result(), progress)
         while pending:
@@ -104,21 +133,45 @@ def publish(summary: dict, slug: str) -> None:
     """The run's outcome where Prefect users look: artifacts keyed by archive (each archive keeps
     its own history), a link to the report, and an event an automation can act on."""
     counts = summary["counts"]
-    create_table_artifact([{"action": a, "photos": n, "of which carried over": summary["carried_counts"][a]}
-                           for a, n in counts.items()],
-                          key=f"autorotate-{slug}-counts", description=f"Actions in run {summary['run_id']}")
-    create_markdown_artifact(summary_markdown(summary, f"orient run {summary['run_id']}"),
-                             key=f"autorotate-{slug}-summary", description="Flagged photos and errors")
-    create_link_artifact(Path(summary["report"]).as_uri(), link_text=f"report of run {summary['run_id']}",
-                         key=f"autorotate-{slug}-report", description="The run's Parquet report")
+    create_table_artifact(
+        [
+            {"action": a, "photos": n, "of which carried over": summary["carried_counts"][a]}
+            for a, n in counts.items()
+        ],
+        key=f"autorotate-{slug}-counts",
+        description=f"Actions in run {summary['run_id']}",
+    )
+    create_markdown_artifact(
+        summary_markdown(summary, f"orient run {summary['run_id']}"),
+        key=f"autorotate-{slug}-summary",
+        description="Flagged photos and errors",
+    )
+    create_link_artifact(
+        Path(summary["report"]).as_uri(),
+        link_text=f"report of run {summary['run_id']}",
+        key=f"autorotate-{slug}-report",
+        description="The run's Parquet report",
+    )
     if counts["flag"]:  # how to open the review page, and where the flagged photos' pictures are
-        create_markdown_artifact(review_markdown(summary), key=f"autorotate-{slug}-review",
-                                 description="Review the flagged photos: orient review ARCHIVE")
+        create_markdown_artifact(
+            review_markdown(summary),
+            key=f"autorotate-{slug}-review",
+            description="Review the flagged photos: orient review ARCHIVE",
+        )
     emit_event(
         event="orient.autorotate.completed",
-        resource={"prefect.resource.id": f"orient.archive.{slug}", "prefect.resource.name": summary["archive"],
-                  "orient.result": "completed-with-errors" if counts["error"] else "completed"},
-        payload={"run_id": summary["run_id"], "report": summary["report"], "files": summary["files"],
-                 "rotated": summary["applied"], "flagged": counts["flag"], "errors": counts["error"],
-                 "carried_over": summary["carried_over"]},
+        resource={
+            "prefect.resource.id": f"orient.archive.{slug}",
+            "prefect.resource.name": summary["archive"],
+            "orient.result": "completed-with-errors" if counts["error"] else "completed",
+        },
+        payload={
+            "run_id": summary["run_id"],
+            "report": summary["report"],
+            "files": summary["files"],
+            "rotated": summary["applied"],
+            "flagged": counts["flag"],
+            "errors": counts["error"],
+            "carried_over": summary["carried_over"],
+        },
     )

@@ -79,7 +79,9 @@ def load(config: Path | None, section: str, values: dict):
 
 
 def output_options(fn):
-    fn = click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout, nothing else")(fn)
+    fn = click.option(
+        "--json", "as_json", is_flag=True, help="print the summary as JSON on stdout, nothing else"
+    )(fn)
     fn = click.option("--quiet", "-q", is_flag=True, help="no progress, only errors")(fn)
     return fn
 
@@ -105,8 +107,9 @@ def run_flow(server, flow_fn, **params):
     return state.result()
 
 
-config_option = click.option("--config", "-c", type=click.Path(path_type=Path),
-                             help="YAML config file (see `orient config`)")
+config_option = click.option(
+    "--config", "-c", type=click.Path(path_type=Path), help="YAML config file (see `orient config`)"
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -121,11 +124,20 @@ def main() -> None:
 @main.command()
 @click.argument("archive_dir", type=click.Path(path_type=Path))
 @config_options("autorotate")
-@click.option("--report", type=click.Path(path_type=Path), help="Parquet report path (default: in the state folder)")
-@click.option("--out-dir", type=click.Path(path_type=Path), help="write corrected copies to this folder instead")
-@click.option("--state-dir", type=click.Path(path_type=Path),
-              help="state folder for report-only runs (default: per archive, in your data directory)")
-@click.option("--rejudge", is_flag=True, help="judge every photo again, even those unchanged since the last run")
+@click.option(
+    "--report", type=click.Path(path_type=Path), help="Parquet report path (default: in the state folder)"
+)
+@click.option(
+    "--out-dir", type=click.Path(path_type=Path), help="write corrected copies to this folder instead"
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    help="state folder for report-only runs (default: per archive, in your data directory)",
+)
+@click.option(
+    "--rejudge", is_flag=True, help="judge every photo again, even those unchanged since the last run"
+)
 @output_options
 @config_option
 @user_errors
@@ -140,16 +152,25 @@ def autorotate(archive_dir, report, out_dir, state_dir, rejudge, quiet, as_json,
     from orient_model.model.registry import read_checkpoint, resolve_model_path
 
     resolve_device(cfg.device)  # `--device cuda` without a GPU: one line, before any work
-    read_checkpoint(resolve_model_path(cfg.model, cfg.models_dir and Path(cfg.models_dir)))  # so does a bad model
+    read_checkpoint(
+        resolve_model_path(cfg.model, cfg.models_dir and Path(cfg.models_dir))
+    )  # so does a bad model
     from flows.server import prefect_api
 
     with prefect_api() as server:  # a temporary server starts now, while the model loads
         from flows.autorotate import autorotate_flow_for, model_for
 
         model_for(cfg, str(resolve_model_path(cfg.model, cfg.models_dir and Path(cfg.models_dir))))
-        summary = run_flow(server, autorotate_flow_for(cfg), archive_dir=str(archive_dir), config=cfg,
-                           report=str(report) if report else None, out_dir=str(out_dir) if out_dir else None,
-                           state_dir=str(state_dir) if state_dir else None, rejudge=rejudge)
+        summary = run_flow(
+            server,
+            autorotate_flow_for(cfg),
+            archive_dir=str(archive_dir),
+            config=cfg,
+            report=str(report) if report else None,
+            out_dir=str(out_dir) if out_dir else None,
+            state_dir=str(state_dir) if state_dir else None,
+            rejudge=rejudge,
+        )
     finish_summary(summary, quiet, as_json)
 
 
@@ -159,14 +180,20 @@ def finish_summary(summary: dict, quiet: bool, as_json: bool) -> None:
         click.echo(json.dumps(summary, indent=1))
     elif not quiet:
         counts = ", ".join(f"{n} {a}" for a, n in summary["counts"].items() if n)
-        carried = f" ({summary['carried_over']} carried over unchanged)" if summary.get("carried_over") else ""
-        click.echo(f"{summary['files']} files{carried}: {counts or 'nothing'}; {summary['applied']} changes written")
+        carried = (
+            f" ({summary['carried_over']} carried over unchanged)" if summary.get("carried_over") else ""
+        )
+        click.echo(
+            f"{summary['files']} files{carried}: {counts or 'nothing'}; {summary['applied']} changes written"
+        )
         if summary.get("decisions"):
             click.echo(f"{summary.get('automatic', 0)} automatic decisions; {summary['decisions']}")
         click.echo(f"report: {summary['report']}")
         click.echo(f"run id: {summary['run_id']}")
         if summary.get("flagged_dir"):
-            click.echo(f"flagged photos (the four ways each could be turned, with evidence): {summary['flagged_dir']}")
+            click.echo(
+                f"flagged photos (the four ways each could be turned, with evidence): {summary['flagged_dir']}"
+            )
     errors = summary["counts"].get("error", 0)
     if errors:
         if not as_json:
@@ -185,13 +212,27 @@ def undo(report_or_run_id, archive, paths, dry_run, quiet, as_json) -> None:
     """Restore every file a run changed to its byte-identical original (again: a no-op)."""
     from orient_model.archive.undo import undo_run
 
-    result = undo_run(report_or_run_id, archive, paths or None, dry_run,
-                      announce=(lambda line: None) if (quiet or as_json) else say)
+    result = undo_run(
+        report_or_run_id,
+        archive,
+        paths or None,
+        dry_run,
+        announce=(lambda line: None) if (quiet or as_json) else say,
+    )
     refused = result.refused
     if as_json:
-        click.echo(json.dumps({"run_id": result.run_id, "archive": str(result.root), "dry_run": dry_run,
-                               "from_report_only": result.from_report_only,
-                               "outcomes": [o.__dict__ for o in result.outcomes]}, indent=1))
+        click.echo(
+            json.dumps(
+                {
+                    "run_id": result.run_id,
+                    "archive": str(result.root),
+                    "dry_run": dry_run,
+                    "from_report_only": result.from_report_only,
+                    "outcomes": [o.__dict__ for o in result.outcomes],
+                },
+                indent=1,
+            )
+        )
     else:
         for o in result.outcomes:
             where = o.rel_path if o.target_root is None else f"{o.target_root}/{o.rel_path}"
@@ -204,18 +245,27 @@ def undo(report_or_run_id, archive, paths, dry_run, quiet, as_json) -> None:
         elif not result.outcomes or result.nothing_to_do:
             click.echo(f"run {result.run_id}: nothing left to undo in {result.root}")
         elif dry_run:
-            click.echo(f"run {result.run_id}: {len(result.outcomes) - len(refused)} of {len(result.outcomes)} "
-                       "changed files would be restored (dry run)")
+            click.echo(
+                f"run {result.run_id}: {len(result.outcomes) - len(refused)} of {len(result.outcomes)} "
+                "changed files would be restored (dry run)"
+            )
         else:
             done = sum(o.status in ("restored", "removed") for o in result.outcomes)
-            click.echo(f"run {result.run_id}: restored {done} of {len(result.outcomes)} changed files in {result.root}")
+            click.echo(
+                f"run {result.run_id}: restored {done} of {len(result.outcomes)} changed files in {result.root}"
+            )
     if refused:
         raise SystemExit(EXIT_USER_ERROR)
 
 
 @main.command()
-@click.option("--workdir", type=click.Path(path_type=Path), default=Path("orient-demo"), show_default=True,
-              help="where to build the demo archive")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    default=Path("orient-demo"),
+    show_default=True,
+    help="where to build the demo archive",
+)
 @output_options
 @user_errors
 def demo(workdir, quiet, as_json) -> None:
@@ -239,8 +289,14 @@ def demo(workdir, quiet, as_json) -> None:
         from orient_model.config import load_config
 
         cfg = load_config(None).autorotate.model_copy(update={"apply": "lossless"})
-        summary = run_flow(server, autorotate_flow, archive_dir=str(workdir / "archive"), config=cfg,
-                           report=str(workdir / "report.parquet"), state_dir=str(workdir / "state"))
+        summary = run_flow(
+            server,
+            autorotate_flow,
+            archive_dir=str(workdir / "archive"),
+            config=cfg,
+            report=str(workdir / "report.parquet"),
+            state_dir=str(workdir / "state"),
+        )
     rows = read_report(Path(summary["report"])).to_pylist()
     judged = [r for r in rows if r["path"] in truth and r["rotation_deg"] is not None]
     correct = sum(r["rotation_deg"] == truth[r["path"]] for r in judged)
@@ -248,9 +304,13 @@ def demo(workdir, quiet, as_json) -> None:
     summary["demo"] = {"correct": correct, "judged": len(judged), "rotated_wrongly": wrong_applied}
     (workdir / "accuracy.json").write_text(json.dumps({"correct": correct, "judged": len(judged)}))
     if not (quiet or as_json):
-        click.echo(f"accuracy against the known rotations: {correct}/{len(judged)} = {correct / max(len(judged), 1):.0%}")
+        click.echo(
+            f"accuracy against the known rotations: {correct}/{len(judged)} = {correct / max(len(judged), 1):.0%}"
+        )
         if wrong_applied:
-            click.echo(f"rotated wrongly (undo with `orient undo {summary['report']}`): {', '.join(wrong_applied)}")
+            click.echo(
+                f"rotated wrongly (undo with `orient undo {summary['report']}`): {', '.join(wrong_applied)}"
+            )
     try:
         finish_summary(summary, quiet, as_json)
     except SystemExit as done:  # the demo's bad files are there on purpose
@@ -263,21 +323,35 @@ def demo(workdir, quiet, as_json) -> None:
 
 @main.command("make-training-set")
 @click.argument("upright_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="training set folder (DATA_DIR)")
-@click.option("--provenance", type=click.Path(path_type=Path),
-              help="JSON list of {sha256, source, license, kinds} records for the photos")
-@click.option("--reviewed-from", "reviewed_from", multiple=True, type=click.Path(path_type=Path),
-              help="an archive whose operator-reviewed photos join the pool (repeat)")
-@click.option("--trust-upright", is_flag=True,
-              help="do not check that the folders hold upright photos (the check refuses a folder when over 5% "
-                   "of its photos are confidently predicted as turned)")
+@click.option(
+    "--out", "-o", required=True, type=click.Path(path_type=Path), help="training set folder (DATA_DIR)"
+)
+@click.option(
+    "--provenance",
+    type=click.Path(path_type=Path),
+    help="JSON list of {sha256, source, license, kinds} records for the photos",
+)
+@click.option(
+    "--reviewed-from",
+    "reviewed_from",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="an archive whose operator-reviewed photos join the pool (repeat)",
+)
+@click.option(
+    "--trust-upright",
+    is_flag=True,
+    help="do not check that the folders hold upright photos (the check refuses a folder when over 5% "
+    "of its photos are confidently predicted as turned)",
+)
 @click.option("--check-model", default="current", show_default=True, help="the model that checks the folders")
 @config_options("training_set")
 @config_option
 @click.option("--quiet", "-q", is_flag=True, help="no progress, only errors")
 @user_errors
-def make_training_set_cmd(upright_dirs, out, provenance, reviewed_from, trust_upright, check_model, config, quiet,
-                          **settings) -> None:
+def make_training_set_cmd(
+    upright_dirs, out, provenance, reviewed_from, trust_upright, check_model, config, quiet, **settings
+) -> None:
     """Write 0/90/180/270 copies of upright photos (ImageFolder layout) and a Parquet manifest."""
     set_output(quiet, False)
     cfg = load(config, "training_set", settings)
@@ -293,17 +367,28 @@ def make_training_set_cmd(upright_dirs, out, provenance, reviewed_from, trust_up
     from flows.training import make_training_set
 
     with prefect_api() as server:
-        manifest = run_flow(server, make_training_set, upright_dirs=[str(d) for d in upright_dirs], out=str(out),
-                            config=cfg, provenance=str(provenance) if provenance else None,
-                            reviewed_from=[str(a) for a in reviewed_from], trust_upright=trust_upright,
-                            check_model=check_model)
+        manifest = run_flow(
+            server,
+            make_training_set,
+            upright_dirs=[str(d) for d in upright_dirs],
+            out=str(out),
+            config=cfg,
+            provenance=str(provenance) if provenance else None,
+            reviewed_from=[str(a) for a in reviewed_from],
+            trust_upright=trust_upright,
+            check_model=check_model,
+        )
     click.echo(f"manifest: {manifest}")
 
 
 @main.command()
 @click.argument("data_dir", type=click.Path(path_type=Path))
-@click.option("--out", "-o", type=click.Path(path_type=Path),
-              help="models folder (default: the registry, ORIENT_MODELS_DIR or in your data directory)")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    help="models folder (default: the registry, ORIENT_MODELS_DIR or in your data directory)",
+)
 @config_options("train")
 @config_option
 @click.option("--quiet", "-q", is_flag=True, help="no progress, only errors")
@@ -325,8 +410,14 @@ def train(data_dir, out, config, quiet, **settings) -> None:
 
     command = " ".join(["orient", *sys.argv[1:]])
     with prefect_api() as server:
-        folder = run_flow(server, train_flow, data_dir=str(data_dir), models_dir=str(out or default_models_dir()),
-                          config=cfg, command=command)
+        folder = run_flow(
+            server,
+            train_flow,
+            data_dir=str(data_dir),
+            models_dir=str(out or default_models_dir()),
+            config=cfg,
+            command=command,
+        )
     click.echo(f"model: {folder}")
 
 
@@ -337,11 +428,20 @@ def train(data_dir, out, config, quiet, **settings) -> None:
 @click.argument("archive_dir", type=click.Path(path_type=Path))
 @click.option("--cron", default="0 2 * * *", show_default=True, help="when to auto-rotate (cron syntax)")
 @click.option("--timezone", help="time zone of the schedules (default: this machine's)")
-@click.option("--retrain-cron", default="0 3 * * 0", show_default=True,
-              help="when to retrain (cron syntax; weekly by default)")
+@click.option(
+    "--retrain-cron",
+    default="0 3 * * 0",
+    show_default=True,
+    help="when to retrain (cron syntax; weekly by default)",
+)
 @click.option("--no-retrain", is_flag=True, help="serve only the auto-rotate deployment")
-@click.option("--upright", "upright_dirs", multiple=True, type=click.Path(path_type=Path),
-              help="a folder of upright photos for retraining (repeat)")
+@click.option(
+    "--upright",
+    "upright_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="a folder of upright photos for retraining (repeat)",
+)
 @config_options("autorotate")
 @config_option
 @user_errors
@@ -355,8 +455,11 @@ def serve(archive_dir, cron, timezone, retrain_cron, no_retrain, upright_dirs, c
     root, tz = str(archive_dir.resolve()), timezone or local_timezone()
     deployments = [nightly_deployment(root, cron, tz, cfg)]
     if not no_retrain:
-        deployments.append(retrain_deployment(root, [str(d.resolve()) for d in upright_dirs], retrain_cron, tz,
-                                              cfg.models_dir))
+        deployments.append(
+            retrain_deployment(
+                root, [str(d.resolve()) for d in upright_dirs], retrain_cron, tz, cfg.models_dir
+            )
+        )
     with prefect_api() as server:
         if server is not None:
             server.wait_until_ready()
@@ -366,8 +469,11 @@ def serve(archive_dir, cron, timezone, retrain_cron, no_retrain, upright_dirs, c
 
 # --------------------------------------------------------------------------- the model registry
 
-models_dir_option = click.option("--models-dir", type=click.Path(path_type=Path),
-                                 help="the model registry (default: ORIENT_MODELS_DIR, else in your data directory)")
+models_dir_option = click.option(
+    "--models-dir",
+    type=click.Path(path_type=Path),
+    help="the model registry (default: ORIENT_MODELS_DIR, else in your data directory)",
+)
 
 
 @main.command()
@@ -383,13 +489,19 @@ def models(models_dir, as_json) -> None:
         click.echo(json.dumps(rows, indent=1))
         return
     if not rows:
-        click.echo(f"no models in {models_dir or default_models_dir()}; the shipped model serves (`--model default`)")
+        click.echo(
+            f"no models in {models_dir or default_models_dir()}; the shipped model serves (`--model default`)"
+        )
         return
     for r in rows:
-        figures = f"test accuracy {r['test_accuracy']:.1%}" if r["test_accuracy"] is not None else "no test figures"
+        figures = (
+            f"test accuracy {r['test_accuracy']:.1%}" if r["test_accuracy"] is not None else "no test figures"
+        )
         gate = "" if r["quality_gate"] else "  FAILED ITS QUALITY GATE"
-        click.echo(f"{'*' if r['current'] else ' '} {r['version']}  {r['architecture']}  {figures}"
-                   f"{'  ' + r['promotion'] if r['promotion'] else ''}{gate}")
+        click.echo(
+            f"{'*' if r['current'] else ' '} {r['version']}  {r['architecture']}  {figures}"
+            f"{'  ' + r['promotion'] if r['promotion'] else ''}{gate}"
+        )
     if not any(r["current"] for r in rows):
         click.echo("  (none promoted: the shipped model serves)")
 
@@ -419,20 +531,43 @@ def rollback_cmd(models_dir) -> None:
 
 @main.command()
 @click.argument("upright_dirs", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--archive", "archive_dir", type=click.Path(path_type=Path),
-              help="an archive whose operator-reviewed photos join the pool")
+@click.option(
+    "--archive",
+    "archive_dir",
+    type=click.Path(path_type=Path),
+    help="an archive whose operator-reviewed photos join the pool",
+)
 @models_dir_option
-@click.option("--max-error", type=float, default=0.01, show_default=True,
-              help="error target at which the challenger must certify at least the champion's coverage")
-@click.option("--margin", type=float, default=0.005, show_default=True, help="accuracy a challenger must gain")
+@click.option(
+    "--max-error",
+    type=float,
+    default=0.01,
+    show_default=True,
+    help="error target at which the challenger must certify at least the champion's coverage",
+)
+@click.option(
+    "--margin", type=float, default=0.005, show_default=True, help="accuracy a challenger must gain"
+)
 @click.option("--trust-upright", is_flag=True, help="do not check the upright folders with the current model")
-@click.option("--provenance", type=click.Path(path_type=Path), help="JSON records of the photos' origin and licence")
+@click.option(
+    "--provenance", type=click.Path(path_type=Path), help="JSON records of the photos' origin and licence"
+)
 @config_options("train")
 @config_option
 @click.option("--quiet", "-q", is_flag=True, help="no progress, only errors")
 @user_errors
-def retrain(upright_dirs, archive_dir, models_dir, max_error, margin, trust_upright, provenance, config, quiet,
-            **settings) -> None:
+def retrain(
+    upright_dirs,
+    archive_dir,
+    models_dir,
+    max_error,
+    margin,
+    trust_upright,
+    provenance,
+    config,
+    quiet,
+    **settings,
+) -> None:
     """Train a challenger on upright folders and reviewed photos; promote it only if it beats the current model."""
     set_output(quiet, False)
     from orient_model.config import load_config
@@ -446,24 +581,45 @@ def retrain(upright_dirs, archive_dir, models_dir, max_error, margin, trust_upri
     from flows.server import prefect_api
 
     with prefect_api() as server:
-        decision = run_flow(server, retrain_flow, upright_dirs=[str(d) for d in upright_dirs],
-                            archive_dir=str(archive_dir) if archive_dir else None,
-                            models_dir=str(models_dir) if models_dir else None, set_config=conf.training_set,
-                            train_config=conf.train.model_copy(update={"freeze": settings.get("freeze") or "early"}),
-                            max_error=max_error, margin=margin, provenance=str(provenance) if provenance else None,
-                            trust_upright=trust_upright)
-    click.echo(f"challenger {decision['challenger']}: {'promoted' if decision['promoted'] else 'not promoted'}")
+        decision = run_flow(
+            server,
+            retrain_flow,
+            upright_dirs=[str(d) for d in upright_dirs],
+            archive_dir=str(archive_dir) if archive_dir else None,
+            models_dir=str(models_dir) if models_dir else None,
+            set_config=conf.training_set,
+            train_config=conf.train.model_copy(update={"freeze": settings.get("freeze") or "early"}),
+            max_error=max_error,
+            margin=margin,
+            provenance=str(provenance) if provenance else None,
+            trust_upright=trust_upright,
+        )
+    click.echo(
+        f"challenger {decision['challenger']}: {'promoted' if decision['promoted'] else 'not promoted'}"
+    )
     for reason in decision["reasons"]:
         click.echo(f"  {reason}")
 
 
 @main.command()
 @click.argument("archive_dir", type=click.Path(path_type=Path))
-@click.option("--rounds", type=int, default=2, show_default=True, help="rounds of pseudo-labelling and retraining")
-@click.option("--upright", "upright_dirs", multiple=True, type=click.Path(path_type=Path),
-              help="also a folder of upright photos (repeat); ground truth to judge challengers on")
-@click.option("--start-bar", type=float, default=0.95, show_default=True,
-              help="confidence a pseudo-label needs in round 1 (rises each round)")
+@click.option(
+    "--rounds", type=int, default=2, show_default=True, help="rounds of pseudo-labelling and retraining"
+)
+@click.option(
+    "--upright",
+    "upright_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="also a folder of upright photos (repeat); ground truth to judge challengers on",
+)
+@click.option(
+    "--start-bar",
+    type=float,
+    default=0.95,
+    show_default=True,
+    help="confidence a pseudo-label needs in round 1 (rises each round)",
+)
 @models_dir_option
 @config_options("train")
 @config_option
@@ -480,14 +636,23 @@ def bootstrap(archive_dir, rounds, upright_dirs, start_bar, models_dir, config, 
     from flows.server import prefect_api
 
     with prefect_api() as server:
-        decisions = run_flow(server, bootstrap_flow, archive_dir=str(archive_dir), upright_dirs=[str(d) for d in upright_dirs],
-                             rounds=rounds, models_dir=str(models_dir) if models_dir else None,
-                             set_config=conf.training_set,
-                             train_config=conf.train.model_copy(update={"freeze": settings.get("freeze") or "early"}),
-                             start_bar=start_bar, trust_upright=True)
+        decisions = run_flow(
+            server,
+            bootstrap_flow,
+            archive_dir=str(archive_dir),
+            upright_dirs=[str(d) for d in upright_dirs],
+            rounds=rounds,
+            models_dir=str(models_dir) if models_dir else None,
+            set_config=conf.training_set,
+            train_config=conf.train.model_copy(update={"freeze": settings.get("freeze") or "early"}),
+            start_bar=start_bar,
+            trust_upright=True,
+        )
     for d in decisions:
-        click.echo(f"round {d['round']}: {d['pseudo_labels']} pseudo-labels; challenger {d['challenger']} "
-                   f"{'promoted' if d['promoted'] else 'not promoted'}: {'; '.join(d['reasons'])}")
+        click.echo(
+            f"round {d['round']}: {d['pseudo_labels']} pseudo-labels; challenger {d['challenger']} "
+            f"{'promoted' if d['promoted'] else 'not promoted'}: {'; '.join(d['reasons'])}"
+        )
 
 
 @main.command("config")
@@ -500,17 +665,27 @@ def show_config() -> None:
 
 # --------------------------------------------------------------------------- operator review
 
-state_dir_option = click.option("--state-dir", type=click.Path(path_type=Path),
-                                help="state folder of report-only runs, if not the default one")
+state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    help="state folder of report-only runs, if not the default one",
+)
 
 
 @main.command()
 @click.argument("archive_dir", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (keep it local)")
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="port to listen on")
+@click.option(
+    "--port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="port to listen on"
+)
 @click.option("--reviewer", help="name recorded with each decision  [default: your user name]")
-@click.option("--report", "reports", multiple=True, type=click.Path(path_type=Path),
-              help="also review this report (one written outside the state folders with --report)")
+@click.option(
+    "--report",
+    "reports",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="also review this report (one written outside the state folders with --report)",
+)
 @state_dir_option
 @user_errors
 def review(archive_dir, host, port, reviewer, reports, state_dir) -> None:
@@ -523,9 +698,17 @@ def review(archive_dir, host, port, reviewer, reports, state_dir) -> None:
 
 @main.command("apply-review")
 @click.argument("archive_dir", type=click.Path(path_type=Path))
-@click.option("--apply", "method", type=click.Choice(["lossless", "exif"]), default="lossless", show_default=True,
-              help="how to turn the files")
-@click.option("--report", type=click.Path(path_type=Path), help="Parquet report path (default: in the state folder)")
+@click.option(
+    "--apply",
+    "method",
+    type=click.Choice(["lossless", "exif"]),
+    default="lossless",
+    show_default=True,
+    help="how to turn the files",
+)
+@click.option(
+    "--report", type=click.Path(path_type=Path), help="Parquet report path (default: in the state folder)"
+)
 @state_dir_option
 @output_options
 @user_errors
@@ -538,8 +721,14 @@ def apply_review(archive_dir, method, report, state_dir, quiet, as_json) -> None
     with prefect_api() as server:
         from flows.apply_review import apply_review as apply_review_flow
 
-        summary = run_flow(server, apply_review_flow, archive_dir=str(archive_dir), apply=method,
-                           state_dir=str(state_dir) if state_dir else None, report=str(report) if report else None)
+        summary = run_flow(
+            server,
+            apply_review_flow,
+            archive_dir=str(archive_dir),
+            apply=method,
+            state_dir=str(state_dir) if state_dir else None,
+            report=str(report) if report else None,
+        )
     finish_summary(summary, quiet, as_json)
     if not (quiet or as_json) and summary["applied"]:
         click.echo(f"undo with: orient undo {summary['report']}")

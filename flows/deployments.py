@@ -38,22 +38,27 @@ def nightly_deployment(archive_dir: str, cron: str, timezone: str, cfg: Autorota
     return autorotate.to_deployment(
         name=f"autorotate-{archive_slug(archive_dir)}",
         schedule=Cron(cron, timezone=timezone),
-        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+        concurrency_limit=ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+        ),
         parameters={"archive_dir": archive_dir, "config": cfg.model_dump()},
         description=f"Auto-rotate new scans in {archive_dir}; low-confidence photos are flagged for review.",
         tags=["orient", "autorotate", archive_slug(archive_dir)],
     )
 
 
-def retrain_deployment(archive_dir: str, upright_dirs: list[str], cron: str, timezone: str,
-                       models_dir: str | None = None):
+def retrain_deployment(
+    archive_dir: str, upright_dirs: list[str], cron: str, timezone: str, models_dir: str | None = None
+):
     """Weekly by default: a challenger trained on the pool, promoted only if it wins."""
     from flows.retrain import retrain
 
     return retrain.to_deployment(
         name=f"retrain-{archive_slug(archive_dir)}",
         schedule=Cron(cron, timezone=timezone),
-        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+        concurrency_limit=ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+        ),
         parameters={"upright_dirs": upright_dirs, "archive_dir": archive_dir, "models_dir": models_dir},
         description=f"Retrain on the photos reviewed in {archive_dir} (and upright folders); promote only a better model.",
         tags=["orient", "retrain", archive_slug(archive_dir)],

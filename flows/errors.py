@@ -42,8 +42,13 @@ def finished(summary: dict, logger, what: str = "handled"):
     so its summary is its result) when some files could not be handled."""
     from prefect.states import Completed
 
-    logger.info(f"report: {summary['report']}; " + ", ".join(f"{a} {n}" for a, n in summary["counts"].items()))
+    logger.info(
+        f"report: {summary['report']}; " + ", ".join(f"{a} {n}" for a, n in summary["counts"].items())
+    )
     if summary["counts"]["error"]:
-        return Completed(name="Completed with errors", data=summary,
-                         message=f"completed with errors: {summary['counts']['error']} file(s) could not be {what}")
+        return Completed(
+            name="Completed with errors",
+            data=summary,
+            message=f"completed with errors: {summary['counts']['error']} file(s) could not be {what}",
+        )
     return summary

@@ -27,7 +27,9 @@ def _click_type(annotation: Any) -> tuple[Any, bool]:
         return click.Choice([str(a) for a in typing.get_args(annotation)]), False
     if origin is list:
         return _click_type(args[0])[0], True
-    return {int: click.INT, float: click.FLOAT, str: click.STRING, bool: click.BOOL}.get(annotation, click.STRING), False
+    return {int: click.INT, float: click.FLOAT, str: click.STRING, bool: click.BOOL}.get(
+        annotation, click.STRING
+    ), False
 
 
 def _shown(default: Any) -> str:

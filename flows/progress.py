@@ -38,11 +38,21 @@ class Display:
                         TimeRemainingColumn,
                     )
 
-                    self._rich = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                          TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                                          transient=False, refresh_per_second=4)
+                    self._rich = Progress(
+                        TextColumn("{task.description}"),
+                        BarColumn(),
+                        MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"),
+                        TimeRemainingColumn(),
+                        transient=False,
+                        refresh_per_second=4,
+                    )
                     self._rich.start()
-                self._bars[key] = (self._rich.add_task(what, total=max(total, 1), rate=""), time.monotonic(), total)
+                self._bars[key] = (
+                    self._rich.add_task(what, total=max(total, 1), rate=""),
+                    time.monotonic(),
+                    total,
+                )
             elif self.mode == "lines":
                 self._bars[key] = (None, time.monotonic(), total)
                 self.line(f"{what}: 0/{total}")

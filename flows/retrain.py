@@ -34,67 +34,112 @@ class NotEnoughToJudge(OrientError):
 
 
 @task(cache_policy=NO_CACHE)
-def judge_and_maybe_promote(data_dir: str, challenger_dir: str, champion_ref: str, models_dir: str, max_error: float,
-                            margin: float) -> dict:
+def judge_and_maybe_promote(
+    data_dir: str, challenger_dir: str, champion_ref: str, models_dir: str, max_error: float, margin: float
+) -> dict:
     """Champion and challenger on the same calibration and test photos; promote on a win."""
     import json
 
     photos = whole_photos(data_dir)
     judged = len(photos["calib"]) + len(photos["test"])
     if len(photos["calib"]) < MIN_JUDGED // 2 or len(photos["test"]) < MIN_JUDGED // 2:
-        raise NotEnoughToJudge(f"only {judged} ground-truth photos to judge with (at least {MIN_JUDGED} are needed: "
-                               "review more photos or give an upright folder); the challenger was not promoted")
-    champion, challenger = load_model(resolve_model_path(champion_ref, Path(models_dir))), load_model(challenger_dir)
+        raise NotEnoughToJudge(
+            f"only {judged} ground-truth photos to judge with (at least {MIN_JUDGED} are needed: "
+            "review more photos or give an upright folder); the challenger was not promoted"
+        )
+    champion, challenger = (
+        load_model(resolve_model_path(champion_ref, Path(models_dir))),
+        load_model(challenger_dir),
+    )
     looking = Looking(challenger.views, True)
     scores = {}
     for name, model in (("champion", champion), ("challenger", challenger)):
         predictor = Predictor(model, device="auto", views=looking.views)
         scores[name] = (score_photos(predictor, photos["calib"]), score_photos(predictor, photos["test"]))
-    verdict = judge_pair(champion, *scores["champion"], challenger, *scores["challenger"], looking, max_error, margin)
+    verdict = judge_pair(
+        champion, *scores["champion"], challenger, *scores["challenger"], looking, max_error, margin
+    )
     card_path = Path(challenger_dir) / "card.json"
     card = json.loads(card_path.read_text())
     gate = card.get("quality_gate", {"passed": True})
     promoted = verdict.promote and gate.get("passed", False)
-    card["promotion"] = {"decision": "promoted" if promoted else "kept the champion", "champion": champion.version,
-                         "reasons": verdict.reasons, "table": verdict.table, "judged_on": judged,
-                         "decided_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    card["promotion"] = {
+        "decision": "promoted" if promoted else "kept the champion",
+        "champion": champion.version,
+        "reasons": verdict.reasons,
+        "table": verdict.table,
+        "judged_on": judged,
+        "decided_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     atomic_write_bytes(card_path, json.dumps(card, indent=2).encode())
     if promoted:
         promote(Path(challenger_dir).name, Path(models_dir), why="; ".join(verdict.reasons))
-    return {"challenger": card["version"], "champion": champion.version, "promoted": promoted,
-            "reasons": verdict.reasons, "table": verdict.table}
+    return {
+        "challenger": card["version"],
+        "champion": champion.version,
+        "promoted": promoted,
+        "reasons": verdict.reasons,
+        "table": verdict.table,
+    }
 
 
 def publish_decision(decision: dict) -> None:
-    rows = [{"figure": r["figure"], "champion": f"{r['champion']:.1%}", "challenger": f"{r['challenger']:.1%}"}
-            for r in decision["table"]]
-    create_table_artifact(rows, key="retrain-comparison",
-                          description=f"Champion {decision['champion']} against challenger {decision['challenger']}")
+    rows = [
+        {"figure": r["figure"], "champion": f"{r['champion']:.1%}", "challenger": f"{r['challenger']:.1%}"}
+        for r in decision["table"]
+    ]
+    create_table_artifact(
+        rows,
+        key="retrain-comparison",
+        description=f"Champion {decision['champion']} against challenger {decision['challenger']}",
+    )
     verb = "promoted" if decision["promoted"] else "not promoted"
-    create_markdown_artifact(f"# Challenger {decision['challenger']} {verb}\n\n"
-                             + "\n".join(f"- {r}" for r in decision["reasons"]) + "\n", key="retrain-decision",
-                             description="Champion/challenger decision")
+    create_markdown_artifact(
+        f"# Challenger {decision['challenger']} {verb}\n\n"
+        + "\n".join(f"- {r}" for r in decision["reasons"])
+        + "\n",
+        key="retrain-decision",
+        description="Champion/challenger decision",
+    )
 
 
 @flow(name="retrain", log_prints=True)
 @fail_cleanly
-def retrain(upright_dirs: list[str], archive_dir: str | None = None, models_dir: str | None = None,
-            work_dir: str | None = None, set_config: TrainingSetConfig | None = None,
-            train_config: TrainConfig | None = None, max_error: float = 0.01, margin: float = 0.005,
-            provenance: str | None = None, trust_upright: bool = False) -> dict:
+def retrain(
+    upright_dirs: list[str],
+    archive_dir: str | None = None,
+    models_dir: str | None = None,
+    work_dir: str | None = None,
+    set_config: TrainingSetConfig | None = None,
+    train_config: TrainConfig | None = None,
+    max_error: float = 0.01,
+    margin: float = 0.005,
+    provenance: str | None = None,
+    trust_upright: bool = False,
+) -> dict:
     """Train a challenger on the pool and promote it only if it beats the current model."""
     logger = get_run_logger()
     models = str(models_dir or default_models_dir())
     work = Path(work_dir or Path(models).parent / "retrain") / time.strftime("%Y%m%d-%H%M%S")
-    manifest = make_training_set(upright_dirs, str(work / "data"), set_config, provenance,
-                                 reviewed_from=[archive_dir] if archive_dir else [], trust_upright=trust_upright,
-                                 check_model="current")
+    manifest = make_training_set(
+        upright_dirs,
+        str(work / "data"),
+        set_config,
+        provenance,
+        reviewed_from=[archive_dir] if archive_dir else [],
+        trust_upright=trust_upright,
+        check_model="current",
+    )
     cfg = _from_champion(train_config or TrainConfig(freeze="early"), models)
     challenger = train(str(Path(manifest).parent), models, cfg)
-    decision = judge_and_maybe_promote(str(Path(manifest).parent), challenger, "current", models, max_error, margin)
+    decision = judge_and_maybe_promote(
+        str(Path(manifest).parent), challenger, "current", models, max_error, margin
+    )
     publish_decision(decision)
-    logger.info(f"challenger {decision['challenger']}: {'promoted' if decision['promoted'] else 'not promoted'} "
-                f"({'; '.join(decision['reasons'])})")
+    logger.info(
+        f"challenger {decision['challenger']}: {'promoted' if decision['promoted'] else 'not promoted'} "
+        f"({'; '.join(decision['reasons'])})"
+    )
     return decision
 
 
@@ -103,13 +148,23 @@ def _from_champion(cfg: TrainConfig, models_dir: str) -> TrainConfig:
     current = load_model(resolve_model_path("current", Path(models_dir)))
     if current.arch != cfg.arch or cfg.weights not in ("auto", "package"):
         return cfg
-    return cfg.model_copy(update={"weights": str(resolve_model_path("current", Path(models_dir))),
-                                  "input_size": cfg.input_size or current.input_size})
+    return cfg.model_copy(
+        update={
+            "weights": str(resolve_model_path("current", Path(models_dir))),
+            "input_size": cfg.input_size or current.input_size,
+        }
+    )
 
 
 @task(cache_policy=NO_CACHE)
-def pseudo_label_round(archive_dir: str, models_dir: str, round_no: int, start_bar: float, overruled: list[str],
-                       max_folder_share: float) -> list:
+def pseudo_label_round(
+    archive_dir: str,
+    models_dir: str,
+    round_no: int,
+    start_bar: float,
+    overruled: list[str],
+    max_folder_share: float,
+) -> list:
     from orient_model.archive.walk import walk_archive
 
     loaded = load_model(resolve_model_path("current", Path(models_dir)))
@@ -118,16 +173,27 @@ def pseudo_label_round(archive_dir: str, models_dir: str, round_no: int, start_b
     progress = RunProgress(f"bootstrap-round-{round_no}", total, f"round {round_no}: photos judged")
     candidates = score_archive(Path(archive_dir), predictor, progress.advance)
     temperature = loaded.temperature_for(Looking(1, True))
-    return pseudo_labels(candidates, rising_bar(start_bar, round_no), temperature, set(overruled),
-                         max_folder_share, round_no)
+    return pseudo_labels(
+        candidates, rising_bar(start_bar, round_no), temperature, set(overruled), max_folder_share, round_no
+    )
 
 
 @flow(name="bootstrap", log_prints=True)
 @fail_cleanly
-def bootstrap(archive_dir: str, upright_dirs: list[str] | None = None, rounds: int = 2, models_dir: str | None = None,
-              work_dir: str | None = None, set_config: TrainingSetConfig | None = None,
-              train_config: TrainConfig | None = None, start_bar: float = 0.95, max_folder_share: float = 0.2,
-              max_error: float = 0.01, margin: float = 0.005, trust_upright: bool = False) -> list[dict]:
+def bootstrap(
+    archive_dir: str,
+    upright_dirs: list[str] | None = None,
+    rounds: int = 2,
+    models_dir: str | None = None,
+    work_dir: str | None = None,
+    set_config: TrainingSetConfig | None = None,
+    train_config: TrainConfig | None = None,
+    start_bar: float = 0.95,
+    max_folder_share: float = 0.2,
+    max_error: float = 0.01,
+    margin: float = 0.005,
+    trust_upright: bool = False,
+) -> list[dict]:
     """Rounds of pseudo-labelling the archive with the current model and retraining, each
     challenger through the champion/challenger gate; operator reviews are ground truth."""
     from orient_model.archive.state import open_journals, state_folders
@@ -141,15 +207,30 @@ def bootstrap(archive_dir: str, upright_dirs: list[str] | None = None, rounds: i
         journal.close()
     decisions = []
     for round_no in range(1, rounds + 1):
-        labels = pseudo_label_round(archive_dir, models, round_no, start_bar, sorted(reviews), max_folder_share)
-        logger.info(f"round {round_no}: {len(labels)} pseudo-labelled photos above confidence "
-                    f"{rising_bar(start_bar, round_no):.4f}")
-        work = Path(work_dir or Path(models).parent / "bootstrap") / f"{time.strftime('%Y%m%d-%H%M%S')}-round{round_no}"
-        manifest = make_training_set(list(upright_dirs or []), str(work / "data"), set_config,
-                                     reviewed_from=[archive_dir], pseudo_labels=labels, trust_upright=trust_upright)
+        labels = pseudo_label_round(
+            archive_dir, models, round_no, start_bar, sorted(reviews), max_folder_share
+        )
+        logger.info(
+            f"round {round_no}: {len(labels)} pseudo-labelled photos above confidence "
+            f"{rising_bar(start_bar, round_no):.4f}"
+        )
+        work = (
+            Path(work_dir or Path(models).parent / "bootstrap")
+            / f"{time.strftime('%Y%m%d-%H%M%S')}-round{round_no}"
+        )
+        manifest = make_training_set(
+            list(upright_dirs or []),
+            str(work / "data"),
+            set_config,
+            reviewed_from=[archive_dir],
+            pseudo_labels=labels,
+            trust_upright=trust_upright,
+        )
         cfg = _from_champion(train_config or TrainConfig(freeze="early"), models)
         challenger = train(str(Path(manifest).parent), models, cfg)
-        decision = judge_and_maybe_promote(str(Path(manifest).parent), challenger, "current", models, max_error, margin)
+        decision = judge_and_maybe_promote(
+            str(Path(manifest).parent), challenger, "current", models, max_error, margin
+        )
         decision.update(round=round_no, pseudo_labels=len(labels))
         publish_decision(decision)
         decisions.append(decision)

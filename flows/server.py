@@ -63,14 +63,35 @@ class TemporaryServer:
 
         self.port = _free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-               "PREFECT__SERVER_FINAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        env = {
+            **os.environ,
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
         env.pop("PREFECT_API_URL", None)
         self.process = spawn_bound(
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent), "--factory",
-             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "error", "--lifespan", "on"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                str(Path(prefect.__file__).parent.parent),
+                "--factory",
+                "prefect.server.api.server:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "error",
+                "--lifespan",
+                "on",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             # Its own session: a Ctrl-C at the terminal reaches the command, which stops the
             # server after its own shutdown, not the server first (the runner would then lose its
             # connection mid-shutdown and print a traceback).
@@ -86,11 +107,13 @@ class TemporaryServer:
                 err = (self.process.stderr.read() or b"").decode(errors="replace").strip().splitlines()
                 raise PrefectUnavailable(
                     f"the temporary Prefect server exited ({err[-1] if err else self.process.returncode}); "
-                    "start one with `prefect server start` and set PREFECT_API_URL")
+                    "start one with `prefect server start` and set PREFECT_API_URL"
+                )
             if time.monotonic() > deadline:
                 raise PrefectUnavailable(
                     f"the temporary Prefect server did not answer within {patience_s:.0f} s; start one with "
-                    "`prefect server start` and set PREFECT_API_URL")
+                    "`prefect server start` and set PREFECT_API_URL"
+                )
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -113,8 +136,10 @@ def prefect_api() -> Iterator[TemporaryServer | None]:
     configured = PREFECT_API_URL.value()
     if configured:
         if not healthy(configured, timeout=10.0):
-            raise PrefectUnavailable(f"the Prefect server at {configured} (PREFECT_API_URL) does not answer; "
-                                     "start it, or unset PREFECT_API_URL to use a temporary one")
+            raise PrefectUnavailable(
+                f"the Prefect server at {configured} (PREFECT_API_URL) does not answer; "
+                "start it, or unset PREFECT_API_URL to use a temporary one"
+            )
         yield None
         return
     server = TemporaryServer()

@@ -36,12 +36,17 @@ PROVENANCE = "provenance.json"
 
 
 @task(retries=2, retry_delay_seconds=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
-def copies_for_sources(sources: list[tuple[PoolPhoto, bool]], out_dir: str, cfg: TrainingSetConfig,
-                       kinds: dict[str, list[str]]) -> list[ManifestRow]:
+def copies_for_sources(
+    sources: list[tuple[PoolPhoto, bool]], out_dir: str, cfg: TrainingSetConfig, kinds: dict[str, list[str]]
+) -> list[ManifestRow]:
     """Copies for a chunk of (pool photo, held out); copies already on disk are not made again."""
-    return [row for photo, held_out in sources
-            for row in process_source(Path(photo.path), Path(out_dir), cfg, kinds, held_out, photo.rotation_deg,
-                                      photo.label_source)]
+    return [
+        row
+        for photo, held_out in sources
+        for row in process_source(
+            Path(photo.path), Path(out_dir), cfg, kinds, held_out, photo.rotation_deg, photo.label_source
+        )
+    ]
 
 
 @task(cache_policy=NO_CACHE)
@@ -52,17 +57,26 @@ def check_sources_upright(photos: list[PoolPhoto], model: str, report_file: str)
     from orient_model.model.registry import load_model
 
     progress = RunProgress("check-upright", len(photos), "photos checked as upright")
-    suspects = check_upright(photos, Predictor(load_model(model), device="auto"),
-                             report_file=Path(report_file), progress=progress.advance)
+    suspects = check_upright(
+        photos,
+        Predictor(load_model(model), device="auto"),
+        report_file=Path(report_file),
+        progress=progress.advance,
+    )
     return len(suspects)
 
 
 @flow(name="make-training-set", log_prints=True)
 @fail_cleanly
 def make_training_set(
-    upright_dirs: list[str], out: str, config: TrainingSetConfig | None = None, provenance: str | None = None,
-    reviewed_from: list[str] | None = None, pseudo_labels: list[PoolPhoto] | None = None,
-    trust_upright: bool = False, check_model: str = "current",
+    upright_dirs: list[str],
+    out: str,
+    config: TrainingSetConfig | None = None,
+    provenance: str | None = None,
+    reviewed_from: list[str] | None = None,
+    pseudo_labels: list[PoolPhoto] | None = None,
+    trust_upright: bool = False,
+    check_model: str = "current",
 ) -> str:
     """Four rotated copies (0/90/180/270) of every photo in the training pool, plus a manifest.
 
@@ -85,18 +99,25 @@ def make_training_set(
     if folders and not trust_upright:
         suspects = check_sources_upright(folders, check_model, str(Path(out) / "not-upright.tsv"))
         if suspects:
-            logger.warning(f"{suspects} photo(s) in the upright folders look turned to the model (few enough to go "
-                           f"on; listed in {Path(out) / 'not-upright.tsv'})")
+            logger.warning(
+                f"{suspects} photo(s) in the upright folders look turned to the model (few enough to go "
+                f"on; listed in {Path(out) / 'not-upright.tsv'})"
+            )
     sources = [(p, any(Path(p.path).resolve().is_relative_to(h) for h in held)) for p in pool]
     counts = Counter(p.label_source for p in pool)
-    logger.info(f"{len(pool)} photos in the pool (" + ", ".join(f"{n} {k}" for k, n in counts.items())
-                + f"); copies go to {out}")
+    logger.info(
+        f"{len(pool)} photos in the pool ("
+        + ", ".join(f"{n} {k}" for k, n in counts.items())
+        + f"); copies go to {out}"
+    )
     progress = RunProgress("make-training-set", len(sources), "sources")
-    chunks = [sources[i:i + CHUNK] for i in range(0, len(sources), CHUNK)]
+    chunks = [sources[i : i + CHUNK] for i in range(0, len(sources), CHUNK)]
     rows: list[ManifestRow] = []
     seen: set[tuple] = set()
     duplicates = 0
-    for chunk, future in zip(chunks, copies_for_sources.map(chunks, unmapped(out), unmapped(cfg), unmapped(kinds))):
+    for chunk, future in zip(
+        chunks, copies_for_sources.map(chunks, unmapped(out), unmapped(cfg), unmapped(kinds))
+    ):
         # The same photo under two names is one source: its copies must not count twice.
         for row in future.result():
             key = (row.source_sha256, row.rotation_deg, row.crop)
@@ -118,13 +139,15 @@ def make_training_set(
     per_split = {s: len({r.source_sha256 for r in rows if r.split == s}) for s in SPLITS}
     logger.info(
         f"{len(good)} photos -> {sum(1 for r in rows if r.copy_path)} copies; photos per split: "
-        + ", ".join(f"{s} {n}" for s, n in per_split.items()) + f"; {len(bad)} unreadable; "
+        + ", ".join(f"{s} {n}" for s, n in per_split.items())
+        + f"; {len(bad)} unreadable; "
         f"{duplicates} exact duplicate(s) used once; manifest {path}"
     )
     if bad:
         create_table_artifact(
             [{"source": r.source_path, "problem": r.error} for r in bad],
-            key="unreadable-sources", description="Sources that could not be used",
+            key="unreadable-sources",
+            description="Sources that could not be used",
         )
     return str(path)
 
@@ -133,8 +156,15 @@ def reviewed_photos(archive: str) -> list[PoolPhoto]:
     """Photos operators reviewed in an archive, as pool photos (their decision is the label)."""
     from orient_model.review import training_pool
 
-    return [PoolPhoto(str(Path(archive) / e.path) if not Path(e.path).is_absolute() else e.path, e.rotation_deg,
-                      OPERATOR_REVIEW, e.sha256) for e in training_pool(archive)]
+    return [
+        PoolPhoto(
+            str(Path(archive) / e.path) if not Path(e.path).is_absolute() else e.path,
+            e.rotation_deg,
+            OPERATOR_REVIEW,
+            e.sha256,
+        )
+        for e in training_pool(archive)
+    ]
 
 
 def whole_photos(data_dir: str) -> dict[str, list[tuple[str, list[str]]]]:
@@ -150,8 +180,12 @@ def whole_photos(data_dir: str) -> dict[str, list[tuple[str, list[str]]]]:
 @task(cache_policy=NO_CACHE)
 def fit_and_register(data_dir: str, models_dir: str, cfg: TrainConfig, key: str, card: dict) -> str:
     progress = RunProgress("train", cfg.epochs, "training", every_s=10.0)
-    result = fit(Path(data_dir), cfg, progress=lambda msg, frac, milestone: progress.report(frac, msg, milestone),
-                 photos=whole_photos(data_dir))
+    result = fit(
+        Path(data_dir),
+        cfg,
+        progress=lambda msg, frac, milestone: progress.report(frac, msg, milestone),
+        photos=whole_photos(data_dir),
+    )
     input_size = cfg.input_size or ARCHS[cfg.arch].input_size
     card = {
         **card,
@@ -165,14 +199,24 @@ def fit_and_register(data_dir: str, models_dir: str, cfg: TrainConfig, key: str,
         "calibration": result.calibration,
     }
     card["quality_gate"] = quality_gate(card)
-    folder = save_model(Path(models_dir), result.model, cfg.arch, input_size, result.temperature, card,
-                        tta_temperature=result.tta_temperature, views=cfg.views)
+    folder = save_model(
+        Path(models_dir),
+        result.model,
+        cfg.arch,
+        input_size,
+        result.temperature,
+        card,
+        tta_temperature=result.tta_temperature,
+        views=cfg.views,
+    )
     return str(folder)
 
 
 @flow(name="train", log_prints=True)
 @fail_cleanly
-def train(data_dir: str, models_dir: str, config: TrainConfig | None = None, command: str | None = None) -> str:
+def train(
+    data_dir: str, models_dir: str, config: TrainConfig | None = None, command: str | None = None
+) -> str:
     """Train an orientation model on a training set, or load the one already trained on it."""
     cfg = config or TrainConfig()
     logger = get_run_logger()
@@ -185,14 +229,18 @@ def train(data_dir: str, models_dir: str, config: TrainConfig | None = None, com
         logger.info(f"model {existing.name} was trained on this manifest with this config: loading it")
         return str(existing)
     table = read_manifest(manifest)
-    sources = sorted({(r["source_path"], r["source_sha256"], r["split"]) for r in table.to_pylist() if not r["error"]})
+    sources = sorted(
+        {(r["source_path"], r["source_sha256"], r["split"]) for r in table.to_pylist() if not r["error"]}
+    )
     provenance_file = Path(data_dir) / PROVENANCE
     origin = {}
     if provenance_file.is_file():
         origin = {r["sha256"]: r for r in json.loads(provenance_file.read_text())}
     card = {
         "training_manifest_sha256": manifest_sha,
-        "training_sources": [{**origin.get(s, {}), "path": p, "sha256": s, "split": split} for p, s, split in sources],
+        "training_sources": [
+            {**origin.get(s, {}), "path": p, "sha256": s, "split": split} for p, s, split in sources
+        ],
         "train_config": cfg.model_dump(),
         "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -202,7 +250,9 @@ def train(data_dir: str, models_dir: str, config: TrainConfig | None = None, com
     card = json.loads((Path(folder) / "card.json").read_text())
     create_markdown_artifact(model_card_markdown(card), key="model-card", description="Trained model")
     if not card["quality_gate"]["passed"]:
-        logger.error(f"MODEL {card['version']} FAILED ITS QUALITY GATE: {'; '.join(card['quality_gate']['reasons'])}. "
-                     "It is registered for inspection only and can never be promoted.")
+        logger.error(
+            f"MODEL {card['version']} FAILED ITS QUALITY GATE: {'; '.join(card['quality_gate']['reasons'])}. "
+            "It is registered for inspection only and can never be promoted."
+        )
     logger.info(f"model saved to {folder}: val accuracy {card['val_accuracy']:.1%}")
     return folder

@@ -37,11 +37,17 @@ class TrainingSetConfig(_Section):
     crops_per_photo: int = Field(3, ge=1, le=5, description="square crops taken along each photo's long side")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of photos for early stopping")
     calibration_fraction: float = Field(
-        0.2, ge=0.0, lt=1.0, description="share of photos for calibration and the certified threshold")
-    test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of photos held out for the card's figures")
+        0.2, ge=0.0, lt=1.0, description="share of photos for calibration and the certified threshold"
+    )
+    test_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="share of photos held out for the card's figures"
+    )
     held_out_dirs: list[str] = Field(
-        default_factory=list, description="folders whose photos are only ever test photos (other sources)")
-    jpeg_quality: int = Field(92, ge=50, le=100, description="quality of every copy (JPEG 4:4:4, one encoder)")
+        default_factory=list, description="folders whose photos are only ever test photos (other sources)"
+    )
+    jpeg_quality: int = Field(
+        92, ge=50, le=100, description="quality of every copy (JPEG 4:4:4, one encoder)"
+    )
     max_pixels: int = Field(250_000_000, ge=1, description="refuse larger sources (decompression bombs)")
 
 
@@ -49,53 +55,82 @@ class TrainConfig(_Section):
     """orient train"""
 
     arch: Literal["efficientnet_lite0", "efficientnet_lite2", "tiny"] = Field(
-        "efficientnet_lite0", description="network: efficientnet_lite0 / lite2 (ImageNet start) or tiny (tests)")
+        "efficientnet_lite0",
+        description="network: efficientnet_lite0 / lite2 (ImageNet start) or tiny (tests)",
+    )
     weights: str = Field("auto", description="auto | package | timm | none | path to a state dict file")
-    input_size: int | None = Field(None, ge=16, description="model input side in px (null: the network's own)")
+    input_size: int | None = Field(
+        None, ge=16, description="model input side in px (null: the network's own)"
+    )
     epochs: int = Field(8, ge=1, description="at most; early stopping may end sooner")
     batch_size: int = Field(32, ge=1, description="images per optimiser step")
     lr: float = Field(1e-3, gt=0, description="peak learning rate (one-cycle schedule, AdamW)")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of the training loss")
     patience: int = Field(3, ge=1, description="epochs without validation gain before stopping early")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto (the GPU when present) | cpu | cuda")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto (the GPU when present) | cpu | cuda"
+    )
     amp: bool = Field(True, description="mixed precision on the GPU")
     channels_last: bool = Field(True, description="channels-last memory layout (faster convolutions)")
     workers: int = Field(2, ge=0, description="data loader processes")
     seed: int = Field(0, description="random seed (shuffling, augmentation, initialisation)")
-    max_steps_per_epoch: int | None = Field(None, ge=1, description="cap for quick trial runs (null: the whole split)")
+    max_steps_per_epoch: int | None = Field(
+        None, ge=1, description="cap for quick trial runs (null: the whole split)"
+    )
     freeze: Literal["none", "early"] = Field(
-        "none", description="early: keep the first stages as pretrained, train the rest on cached features")
-    cache_passes: int = Field(4, ge=1, description="augmented passes over the copies to cache (with freeze: early)")
+        "none", description="early: keep the first stages as pretrained, train the rest on cached features"
+    )
+    cache_passes: int = Field(
+        4, ge=1, description="augmented passes over the copies to cache (with freeze: early)"
+    )
     scan_look: float = Field(1.0, ge=0.0, le=2.0, description="strength of scanned-print effects (0: none)")
-    views: int = Field(3, ge=1, le=5, description="square views along the long side that prediction votes over")
+    views: int = Field(
+        3, ge=1, le=5, description="square views along the long side that prediction votes over"
+    )
 
 
 class AutorotateConfig(_Section):
     """orient autorotate / orient serve"""
 
-    model: str = Field("current", description="current (promoted, else shipped) | default (shipped) | a version | a file")
-    models_dir: str | None = Field(None, description="the model registry (null: ORIENT_MODELS_DIR, else your data dir)")
+    model: str = Field(
+        "current", description="current (promoted, else shipped) | default (shipped) | a version | a file"
+    )
+    models_dir: str | None = Field(
+        None, description="the model registry (null: ORIENT_MODELS_DIR, else your data dir)"
+    )
     max_error: float = Field(
-        0.01, gt=0, lt=1, description="error allowed among automatic decisions (certified, 95% confidence)")
+        0.01, gt=0, lt=1, description="error allowed among automatic decisions (certified, 95% confidence)"
+    )
     threshold: float | None = Field(
-        None, ge=0, le=1, description="a fixed confidence to act alone instead of max_error (0: never flag)")
+        None, ge=0, le=1, description="a fixed confidence to act alone instead of max_error (0: never flag)"
+    )
     apply: Literal["lossless", "exif", "none"] = Field(
-        "none", description="none (report only) | lossless | exif: how confident decisions are carried out")
+        "none", description="none (report only) | lossless | exif: how confident decisions are carried out"
+    )
     batch_size: int = Field(32, ge=1, description="photos per model batch")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto (the GPU when present) | cpu | cuda")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto (the GPU when present) | cpu | cuda"
+    )
     engine: Literal["auto", "openvino", "onnxruntime", "torch"] = Field(
-        "auto", description="what runs the network on a CPU: auto picks the fastest verified engine")
+        "auto", description="what runs the network on a CPU: auto picks the fastest verified engine"
+    )
     tta: bool = Field(True, description="also look at each view turned four ways, and vote")
-    views: int | None = Field(None, ge=1, le=5, description="square views along the long side (null: the model's own)")
+    views: int | None = Field(
+        None, ge=1, le=5, description="square views along the long side (null: the model's own)"
+    )
     saliency: Literal["gradcam", "guided", "gradient", "off"] = Field(
-        "gradcam", description="evidence drawn for flagged photos: gradcam | guided | gradient | off")
+        "gradcam", description="evidence drawn for flagged photos: gradcam | guided | gradient | off"
+    )
     thumbnail_size: int = Field(256, ge=32, description="side in px of the pictures of flagged photos")
     max_pixels: int = Field(250_000_000, ge=1, description="refuse larger images (decompression bombs)")
     read_workers: int = Field(2, ge=1, description="threads decoding photos ahead of the model")
-    chunks_ahead: int = Field(1, ge=1, description="chunks of 64 photos predicted ahead of the one being written")
+    chunks_ahead: int = Field(
+        1, ge=1, description="chunks of 64 photos predicted ahead of the one being written"
+    )
     dask_address: str | None = Field(
-        None, description="a Dask scheduler (tcp://host:8786) to predict on its workers (null: here)")
+        None, description="a Dask scheduler (tcp://host:8786) to predict on its workers (null: here)"
+    )
 
 
 class OrientConfig(_Section):
@@ -104,8 +139,11 @@ class OrientConfig(_Section):
     autorotate: AutorotateConfig = AutorotateConfig()
 
 
-SECTIONS: dict[str, type[_Section]] = {"training_set": TrainingSetConfig, "train": TrainConfig,
-                                       "autorotate": AutorotateConfig}
+SECTIONS: dict[str, type[_Section]] = {
+    "training_set": TrainingSetConfig,
+    "train": TrainConfig,
+    "autorotate": AutorotateConfig,
+}
 
 
 def read_config_file(path: Path | str) -> dict[str, Any]:
@@ -117,7 +155,9 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(
+            f"config file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict) or any(not isinstance(v, dict | None) for v in data.values()):
@@ -131,7 +171,7 @@ def environment_settings(environ: dict[str, str] | None = None) -> dict[str, dic
     for name, raw in (os.environ if environ is None else environ).items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
-        section, _, setting = name[len(ENV_PREFIX):].lower().partition("__")
+        section, _, setting = name[len(ENV_PREFIX) :].lower().partition("__")
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
@@ -140,8 +180,11 @@ def environment_settings(environ: dict[str, str] | None = None) -> dict[str, dic
     return out
 
 
-def load_config(path: Path | str | None = None, overrides: dict[str, dict[str, Any]] | None = None,
-                environ: dict[str, str] | None = None) -> OrientConfig:
+def load_config(
+    path: Path | str | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    environ: dict[str, str] | None = None,
+) -> OrientConfig:
     """Defaults < config file < environment < explicit overrides (a None override means unset)."""
     data: dict[str, Any] = read_config_file(path) if path is not None else {}
     for layer in (environment_settings(environ), overrides or {}):
@@ -156,10 +199,13 @@ def _yaml_value(value: Any) -> str:
 
 def dump_defaults() -> str:
     """The defaults as commented YAML, every setting with its description (configs/default.yaml)."""
-    lines = ["# orient configuration: the defaults, spelled out. Copy this file, change what you need and",
-             "# pass it with --config. Any value can also be given on the command line (--setting-name) or in",
-             "# the environment (ORIENT_<SECTION>__<SETTING>); a flag wins over the environment, which wins",
-             "# over the file.", ""]
+    lines = [
+        "# orient configuration: the defaults, spelled out. Copy this file, change what you need and",
+        "# pass it with --config. Any value can also be given on the command line (--setting-name) or in",
+        "# the environment (ORIENT_<SECTION>__<SETTING>); a flag wins over the environment, which wins",
+        "# over the file.",
+        "",
+    ]
     for name, section in SECTIONS.items():
         lines.append(f"{name + ':':<30}# {section.__doc__.strip()}")
         for field, info in section.model_fields.items():

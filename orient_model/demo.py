@@ -99,4 +99,3 @@ def build_demo_archive(folder: Path | str, seed: int = 7) -> dict[str, int]:
     (archive / "problems/empty.jpg").write_bytes(b"")
     (folder / "truth.json").write_text(json.dumps(truth, indent=1))
     return truth
-

@@ -48,8 +48,14 @@ class Predicted:
     judged: list[Judgement] = field(default_factory=list)
 
 
-def read_entry(tree: Tree, entry: ArchiveEntry, input_size: int, cfg: AutorotateConfig,
-               memory: Memory | None = None, rejudge: bool = False) -> ReadResult:
+def read_entry(
+    tree: Tree,
+    entry: ArchiveEntry,
+    input_size: int,
+    cfg: AutorotateConfig,
+    memory: Memory | None = None,
+    rejudge: bool = False,
+) -> ReadResult:
     """Hash, inspect and decode one file; problems become the row's error, never exceptions."""
     row = ReportRow(path=entry.display_path, path_bytes=entry.path_bytes)
     memory = memory or Memory()
@@ -129,8 +135,11 @@ def predict_entries(
     size = predictor.decode_size
     out = Predicted()
     # A GPU eats batches faster than two threads decode them: feed it with every core.
-    workers = cfg.read_workers if predictor.device.type == "cpu" else max(cfg.read_workers, os.cpu_count() or 2)
+    workers = (
+        cfg.read_workers if predictor.device.type == "cpu" else max(cfg.read_workers, os.cpu_count() or 2)
+    )
     with Tree(root) as tree, ThreadPoolExecutor(workers) as pool:
+
         def submit(batch):
             return [pool.submit(read_entry, tree, e, size, cfg, memory, rejudge) for e in batch]
 
@@ -160,8 +169,11 @@ def predict_entries(
                 if read.judged is not None and not row.carried:
                     out.judged.append(read.judged)
             if renderer is not None and flagged:  # evidence for the batch's flagged photos in one pass
-                pictures = renderer.render_many([r.upright for r in flagged], [r.row.rotation_deg for r in flagged],
-                                                [r.judged.probs for r in flagged])
+                pictures = renderer.render_many(
+                    [r.upright for r in flagged],
+                    [r.row.rotation_deg for r in flagged],
+                    [r.judged.probs for r in flagged],
+                )
                 for read, picture in zip(flagged, pictures, strict=True):
                     read.row.saliency_png = picture
             if progress:
@@ -172,4 +184,3 @@ def predict_entries(
 def _decide(row: ReportRow, decision: Decision) -> None:
     row.prob_0, row.prob_90, row.prob_180, row.prob_270 = decision.probs
     row.rotation_deg, row.confidence, row.action = decision.rotation_deg, decision.confidence, decision.action
-

@@ -44,15 +44,21 @@ class Suspect:
     confidence: float
 
 
-def check_upright(photos: list[PoolPhoto], predictor: Predictor, confidence: float = 0.9, max_share: float = 0.05,
-                  report_file: Path | None = None, progress: Callable[[int], None] | None = None) -> list[Suspect]:
+def check_upright(
+    photos: list[PoolPhoto],
+    predictor: Predictor,
+    confidence: float = 0.9,
+    max_share: float = 0.05,
+    report_file: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Suspect]:
     """Refuse (:class:`NotUpright`) when, in any folder, more than ``max_share`` of the photos
     are confidently predicted as needing a turn: a folder of scans is not a folder of upright
     photos, and training on it would teach the model wrong. Lists them in ``report_file``."""
     suspects, per_folder = [], Counter()
     looking = Looking(1, True)
     for start in range(0, len(photos), 16):
-        batch, images = photos[start:start + 16], []
+        batch, images = photos[start : start + 16], []
         for photo in batch:
             try:
                 img = load_upright(photo.path, predictor.decode_size, 250_000_000)
@@ -62,8 +68,10 @@ def check_upright(photos: list[PoolPhoto], predictor: Predictor, confidence: flo
         usable = [(p, img) for p, img in zip(batch, images, strict=True) if img is not None]
         if usable:
             shown = [orientation.apply(img, orientation.CLOCKWISE[p.rotation_deg]) for p, img in usable]
-            probs = softmax(predictor.log_probs(shown, looking).reshape(len(shown), -1, 4).mean(1)
-                            / predictor.loaded.temperature_for(looking))
+            probs = softmax(
+                predictor.log_probs(shown, looking).reshape(len(shown), -1, 4).mean(1)
+                / predictor.loaded.temperature_for(looking)
+            )
             for (photo, _), p in zip(usable, probs, strict=True):
                 per_folder[str(Path(photo.path).parent)] += 1
                 k = int(p.argmax())
@@ -76,12 +84,16 @@ def check_upright(photos: list[PoolPhoto], predictor: Predictor, confidence: flo
     if over:
         if report_file is not None:
             report_file.parent.mkdir(parents=True, exist_ok=True)
-            report_file.write_text("".join(f"{s.path}\tneeds {s.rotation_deg} deg clockwise\t{s.confidence:.3f}\n"
-                                           for s in suspects))
+            report_file.write_text(
+                "".join(
+                    f"{s.path}\tneeds {s.rotation_deg} deg clockwise\t{s.confidence:.3f}\n" for s in suspects
+                )
+            )
         folder, n = max(over.items(), key=lambda item: item[1] / per_folder[item[0]])
         raise NotUpright(
             f"{n} of {per_folder[folder]} photos in {folder} look turned to the model (confidence >= {confidence:g}); "
-            f"{len(suspects)} in all, listed in {report_file}; turn them or leave them out, or pass --trust-upright")
+            f"{len(suspects)} in all, listed in {report_file}; turn them or leave them out, or pass --trust-upright"
+        )
     return suspects
 
 
@@ -111,8 +123,14 @@ class Candidate:
     turned_log_probs: np.ndarray  # 4 x 4: each quarter-turn view's log-probabilities, shifted back
 
 
-def pseudo_labels(candidates: list[Candidate], bar: float, temperature: float, overruled: set[str],
-                  max_folder_share: float = 0.2, round_no: int = 1) -> list[PoolPhoto]:
+def pseudo_labels(
+    candidates: list[Candidate],
+    bar: float,
+    temperature: float,
+    overruled: set[str],
+    max_folder_share: float = 0.2,
+    round_no: int = 1,
+) -> list[PoolPhoto]:
     """Photos the model is sure about, in a way that resists fooling itself: the vote is above
     ``bar``, every one of the four turned views agrees on its own, none is a photo an operator
     overruled, no folder gives more than ``max_folder_share`` of them, and each predicted
@@ -130,7 +148,9 @@ def pseudo_labels(candidates: list[Candidate], bar: float, temperature: float, o
     limit = max(1, int(max_folder_share * max(len(chosen), 1)))
     per_folder, per_class, out = Counter(), Counter(), []
     share = Counter(int(np.argmax(c.turned_log_probs.mean(0))) for c in candidates)
-    class_cap = {k: max(1, int(2 * share[k] / max(len(candidates), 1) * max(len(chosen), 1))) for k in range(4)}
+    class_cap = {
+        k: max(1, int(2 * share[k] / max(len(candidates), 1) * max(len(chosen), 1))) for k in range(4)
+    }
     for c, k, _ in chosen:
         if per_folder[c.folder] >= limit or per_class[k] >= class_cap[k]:
             continue
@@ -146,8 +166,9 @@ def rising_bar(start: float, round_no: int) -> float:
     return 1 - (1 - start) / (2 ** (round_no - 1))
 
 
-def score_archive(root: Path, predictor: Predictor, progress: Callable[[int], None] | None = None,
-                  batch: int = 16) -> list[Candidate]:
+def score_archive(
+    root: Path, predictor: Predictor, progress: Callable[[int], None] | None = None, batch: int = 16
+) -> list[Candidate]:
     """Every readable photo of an archive as the model sees it (one view, four quarter turns),
     read through the archive's containment layer."""
     from orient_model.archive.atomic import sha256_bytes
@@ -160,18 +181,23 @@ def score_archive(root: Path, predictor: Predictor, progress: Callable[[int], No
     with Tree(root) as tree:
         for start in range(0, len(entries), batch):
             loaded = []
-            for entry in entries[start:start + batch]:
+            for entry in entries[start : start + batch]:
                 try:
                     with tree.place(entry.rel_path) as place:
                         data, _ = place.read()
-                    loaded.append((entry, sha256_bytes(data), load_upright(data, predictor.decode_size, 250_000_000)))
+                    loaded.append(
+                        (entry, sha256_bytes(data), load_upright(data, predictor.decode_size, 250_000_000))
+                    )
                 except (OSError, ImageReadError, OutsideArchive):
                     continue
             if loaded:
                 lp = predictor.log_probs([img for _, _, img in loaded], looking)
                 for (entry, sha, _), views in zip(loaded, lp, strict=True):
-                    out.append(Candidate(str(Path(root) / entry.rel_path), sha,
-                                         str(Path(entry.rel_path).parent), views[0]))
+                    out.append(
+                        Candidate(
+                            str(Path(root) / entry.rel_path), sha, str(Path(entry.rel_path).parent), views[0]
+                        )
+                    )
             if progress:
                 progress(min(batch, len(entries) - start))
     return out

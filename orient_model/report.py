@@ -68,7 +68,11 @@ _FIELDS: list[tuple[str, pa.DataType, str]] = [
     ("dpi", pa.float32(), "horizontal resolution in dots per inch, when recorded"),
     ("has_icc", pa.bool_(), "whether an ICC colour profile is embedded"),
     ("n_frames", pa.int32(), "pages or frames in the file"),
-    ("rotation_deg", pa.int16(), "clockwise rotation that makes the photo upright as displayed (0/90/180/270)"),
+    (
+        "rotation_deg",
+        pa.int16(),
+        "clockwise rotation that makes the photo upright as displayed (0/90/180/270)",
+    ),
     ("confidence", pa.float32(), "calibrated probability of rotation_deg"),
     ("prob_0", pa.float32(), "probability the photo is upright"),
     ("prob_90", pa.float32(), "probability it needs 90 degrees clockwise"),
@@ -76,12 +80,20 @@ _FIELDS: list[tuple[str, pa.DataType, str]] = [
     ("prob_270", pa.float32(), "probability it needs 270 degrees clockwise (90 counter-clockwise)"),
     ("action", pa.string(), "decision: rotate / flag (operator review) / keep / skip / error"),
     ("applied", pa.bool_(), "whether the rotation was carried out on disk"),
-    ("method", pa.string(), "how it was (or would be) applied: lossless / exif / reencode / copy (mirror) / none"),
+    (
+        "method",
+        pa.string(),
+        "how it was (or would be) applied: lossless / exif / reencode / copy (mirror) / none",
+    ),
     ("error", pa.string(), "why the file could not be handled; the run went on"),
     ("note", pa.string(), "anything else an operator should know (fallbacks, skips)"),
     ("model_version", pa.string(), "model that made the prediction"),
     ("run_id", pa.string(), "run that wrote this row (use it with `orient undo`)"),
-    ("carried", pa.bool_(), "judged by an earlier run: content, model and settings unchanged, so not read again"),
+    (
+        "carried",
+        pa.bool_(),
+        "judged by an earlier run: content, model and settings unchanged, so not read again",
+    ),
     ("thumbnail_png", pa.binary(), "about 256 px PNG of the photo as displayed (flagged photos)"),
     ("saliency_png", pa.binary(), "guided-backprop evidence maps over the photo, PNG (flagged photos)"),
     ("read_ms", pa.float32(), "time to hash, inspect and decode"),
@@ -157,8 +169,9 @@ class ReportWriter:
                 continue
             if row.action == "flag":
                 self._picture(row)
-                self.flagged.append({"path": row.path, "rotation_deg": row.rotation_deg,
-                                     "confidence": row.confidence})
+                self.flagged.append(
+                    {"path": row.path, "rotation_deg": row.rotation_deg, "confidence": row.confidence}
+                )
             if row.action == "error":
                 self.errors.append({"path": row.path, "error": row.error})
             listed.append(row)
@@ -240,13 +253,24 @@ def summary_markdown(summary: dict, title: str = "orient run") -> str:
     carried = summary.get("carried_counts") or {}
     lines = [f"# {title}", "", "| action | photos | of which carried over unchanged |", "|---|---|---|"]
     lines += [f"| {a} | {n} | {carried.get(a, 0)} |" for a, n in summary["counts"].items()]
-    lines += ["", f"Files: {summary['files']}, changes applied: {summary['applied']}, carried over from "
-              f"earlier runs: {summary.get('carried_over', 0)}", ""]
+    lines += [
+        "",
+        f"Files: {summary['files']}, changes applied: {summary['applied']}, carried over from "
+        f"earlier runs: {summary.get('carried_over', 0)}",
+        "",
+    ]
     if summary.get("decisions"):
-        lines += [f"{summary.get('automatic', 0)} automatic decisions (rotate or keep); {summary['decisions']}.", ""]
+        lines += [
+            f"{summary.get('automatic', 0)} automatic decisions (rotate or keep); {summary['decisions']}.",
+            "",
+        ]
     for key, heading, header, fmt in (
-        ("flagged", "Newly flagged for review", "| photo | suggested rotation | confidence |\n|---|---|---|",
-         lambda f: f"| `{f['path']}` | {f['rotation_deg']}° | {_percent(f['confidence'])} |"),
+        (
+            "flagged",
+            "Newly flagged for review",
+            "| photo | suggested rotation | confidence |\n|---|---|---|",
+            lambda f: f"| `{f['path']}` | {f['rotation_deg']}° | {_percent(f['confidence'])} |",
+        ),
         ("errors", "Errors", "| file | problem |\n|---|---|", lambda e: f"| `{e['path']}` | {e['error']} |"),
     ):
         items = summary.get(key) or []

@@ -53,8 +53,21 @@ KINDS = ("flagged", "automatic", "rotate", "keep", "all")
 STATES = ("unreviewed", "decided", "applied")
 PICTURE_SIDE = 400  # long side of each candidate picture, in px
 FULL_SIDE = 1600  # long side of the full-size view
-_REPORT_COLUMNS = ["path", "path_bytes", "sha256_before", "sha256_after", "rotation_deg", "confidence",
-                   "prob_0", "prob_90", "prob_180", "prob_270", "action", "applied", "run_id"]
+_REPORT_COLUMNS = [
+    "path",
+    "path_bytes",
+    "sha256_before",
+    "sha256_after",
+    "rotation_deg",
+    "confidence",
+    "prob_0",
+    "prob_90",
+    "prob_180",
+    "prob_270",
+    "action",
+    "applied",
+    "run_id",
+]
 
 
 class ReviewError(OrientError):
@@ -186,7 +199,11 @@ def decision_state_folder(folders: StateFolders, root: Path) -> Path:
     (the decisions travel with the archive), else the per-archive folder report-only runs use."""
     inside = root / STATE_DIRNAME
     journal = inside / "journal.sqlite"
-    if inside.is_dir() and os.access(inside, os.W_OK) and (not journal.exists() or os.access(journal, os.W_OK)):
+    if (
+        inside.is_dir()
+        and os.access(inside, os.W_OK)
+        and (not journal.exists() or os.access(journal, os.W_OK))
+    ):
         return inside
     outside = next(f for f in folders.all if f != inside)
     return outside
@@ -199,8 +216,12 @@ class ReviewQueue:
     """The review queue of one archive, read afresh from its reports and journals on each call
     (cheaply: reports are cached by file identity, file hashes by ``stat`` identity)."""
 
-    def __init__(self, root: str | os.PathLike[str], state_dir: str | os.PathLike[str] | None = None,
-                 reports: Iterable[str | os.PathLike[str]] = ()) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        state_dir: str | os.PathLike[str] | None = None,
+        reports: Iterable[str | os.PathLike[str]] = (),
+    ) -> None:
         if not Path(root).is_dir():
             raise ReviewError(f"archive directory not found: {root}")
         self.root = Path(os.path.realpath(root))
@@ -322,8 +343,10 @@ class ReviewQueue:
         for item in self.items():
             if item.id == item_id:
                 return item
-        raise UnknownItem(f"no photo with id {item_id!r} in the review queue of {self.root} "
-                          "(its file may have changed since the run; run autorotate again)")
+        raise UnknownItem(
+            f"no photo with id {item_id!r} in the review queue of {self.root} "
+            "(its file may have changed since the run; run autorotate again)"
+        )
 
     # ------------------------------------------------------------------ deciding
 
@@ -332,7 +355,9 @@ class ReviewQueue:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ReviewError(f"cannot create the state folder {folder} for decisions: {exc.strerror or exc}") from None
+            raise ReviewError(
+                f"cannot create the state folder {folder} for decisions: {exc.strerror or exc}"
+            ) from None
         return Journal(folder / "journal.sqlite")
 
     def decide(self, item_id: str, rotation_deg: int, reviewer: str) -> ReviewItem:
@@ -344,7 +369,9 @@ class ReviewQueue:
         reviewer = _check_reviewer(reviewer)
         for rotation in rotations:
             if isinstance(rotation, bool) or rotation not in orientation.ROTATIONS:
-                raise InvalidDecision(f"a decision is a clockwise turn of 0, 90, 180 or 270 degrees, not {rotation!r}")
+                raise InvalidDecision(
+                    f"a decision is a clockwise turn of 0, 90, 180 or 270 degrees, not {rotation!r}"
+                )
         by_id = {item.id: item for item in self.items()}
         chosen = []
         for wanted, rotation in zip(item_ids, rotations, strict=True):
@@ -354,15 +381,23 @@ class ReviewQueue:
             if item.state == "applied":
                 raise ContentChanged(
                     f"{item.path}: the decision was already applied (the file was turned); undo that "
-                    "apply-review run first (orient undo REPORT) to decide again")
+                    "apply-review run first (orient undo REPORT) to decide again"
+                )
             chosen.append((item, rotation))
         if not chosen:
             return []
         journal = self.decision_journal()
         try:
             for item, rotation in chosen:
-                journal.add_review(item.sha256, item.rel_path, rotation, reviewer, item.run_id,
-                                   item.suggested_deg, item.confidence)
+                journal.add_review(
+                    item.sha256,
+                    item.rel_path,
+                    rotation,
+                    reviewer,
+                    item.run_id,
+                    item.suggested_deg,
+                    item.confidence,
+                )
         finally:
             journal.close()
         with self._lock:
@@ -404,7 +439,9 @@ class _Origins:
         return self._map.get((rel_path, sha256), set())
 
 
-def _item(row: _Row, current: str, review: Review | None, applied: dict, origins: _Origins) -> ReviewItem | None:
+def _item(
+    row: _Row, current: str, review: Review | None, applied: dict, origins: _Origins
+) -> ReviewItem | None:
     state = "unreviewed"
     if current == row.content:
         state = "decided" if review is not None else "unreviewed"
@@ -418,10 +455,20 @@ def _item(row: _Row, current: str, review: Review | None, applied: dict, origins
     probs = turned_probs(row.probs, row.rotation_deg) if row.applied_by_run else row.probs
     suggested = 0 if row.applied_by_run else row.rotation_deg
     return ReviewItem(
-        id=make_item_id(row.path_bytes, row.content), path=row.path, rel_path=row.rel_path,
-        folder=os.path.dirname(row.path), sha256=row.content, current_sha256=current, probs=probs,
-        suggested_deg=suggested, confidence=row.confidence, action=row.action, applied_by_run=row.applied_by_run,
-        run_id=row.run_id, model=row.model, state=state,
+        id=make_item_id(row.path_bytes, row.content),
+        path=row.path,
+        rel_path=row.rel_path,
+        folder=os.path.dirname(row.path),
+        sha256=row.content,
+        current_sha256=current,
+        probs=probs,
+        suggested_deg=suggested,
+        confidence=row.confidence,
+        action=row.action,
+        applied_by_run=row.applied_by_run,
+        run_id=row.run_id,
+        model=row.model,
+        state=state,
         decision_deg=None if review is None else review.rotation_deg,
         reviewer=None if review is None else review.reviewer,
         decided_at=None if review is None else review.decided_at,
@@ -448,7 +495,11 @@ def model_of_run(config: dict) -> str | None:
         try:
             path = resolve_model_path(ref, models_dir)
             card = path.parent / "card.json"
-            found = json.loads(card.read_text()).get("version", path.parent.name) if card.is_file() else path.parent.name
+            found = (
+                json.loads(card.read_text()).get("version", path.parent.name)
+                if card.is_file()
+                else path.parent.name
+            )
         except (OrientError, OSError, ValueError):
             continue
         if version is None or found == version:
@@ -460,41 +511,67 @@ def _read_rows(rows: list[dict], config: dict, mtime_ns: int) -> _Report:
     run_id = config.get("run_id") or ""
     order = (run_id[:15], mtime_ns)  # the run's start, to the second (the id's time stamp), then when written
     if config.get("model_version") == REVIEW_MODEL_VERSION:
-        done = [(os.fsdecode(r["path_bytes"]), r["sha256_before"], r["sha256_after"]) for r in rows
-                if r["sha256_after"] and r["action"] in ("rotate", "keep")]
+        done = [
+            (os.fsdecode(r["path_bytes"]), r["sha256_before"], r["sha256_after"])
+            for r in rows
+            if r["sha256_after"] and r["action"] in ("rotate", "keep")
+        ]
         return _Report([], done, order)
     mirror = bool(config.get("out_dir"))  # a mirror run leaves the archive's files as they were
     decisions = []
     model = model_of_run(config) if any(r["action"] in DECISION_ACTIONS for r in rows) else None
     for r in rows:
         probs = (r["prob_0"], r["prob_90"], r["prob_180"], r["prob_270"])
-        if r["action"] not in DECISION_ACTIONS or r["rotation_deg"] is None or None in probs or not r["sha256_before"]:
+        if (
+            r["action"] not in DECISION_ACTIONS
+            or r["rotation_deg"] is None
+            or None in probs
+            or not r["sha256_before"]
+        ):
             continue
         turned = bool(r["applied"]) and r["action"] == "rotate" and not mirror
-        decisions.append(_Row(
-            rel_path=os.fsdecode(r["path_bytes"]), path=r["path"], path_bytes=r["path_bytes"],
-            content=r["sha256_after"] if turned else r["sha256_before"],
-            probs=tuple(float(p) for p in probs), rotation_deg=int(r["rotation_deg"]),
-            confidence=float(r["confidence"] if r["confidence"] is not None else max(probs)), action=r["action"],
-            applied_by_run=turned, run_id=r["run_id"] or run_id, model=model,
-        ))
+        decisions.append(
+            _Row(
+                rel_path=os.fsdecode(r["path_bytes"]),
+                path=r["path"],
+                path_bytes=r["path_bytes"],
+                content=r["sha256_after"] if turned else r["sha256_before"],
+                probs=tuple(float(p) for p in probs),
+                rotation_deg=int(r["rotation_deg"]),
+                confidence=float(r["confidence"] if r["confidence"] is not None else max(probs)),
+                action=r["action"],
+                applied_by_run=turned,
+                run_id=r["run_id"] or run_id,
+                model=model,
+            )
+        )
     return _Report(decisions, [], order)
 
 
 # ----------------------------------------------------------------------------------- selections
 
 
-def select(items: Iterable[ReviewItem], kind: str = "flagged", folder: str | None = None,
-           min_confidence: float | None = None, max_confidence: float | None = None,
-           state: str | None = None) -> list[ReviewItem]:
+def select(
+    items: Iterable[ReviewItem],
+    kind: str = "flagged",
+    folder: str | None = None,
+    min_confidence: float | None = None,
+    max_confidence: float | None = None,
+    state: str | None = None,
+) -> list[ReviewItem]:
     """The items an operator filtered to: kind (flagged / automatic / rotate / keep / all), a
     folder (with its subfolders), a confidence range, a state."""
     if kind not in KINDS:
         raise ReviewError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
     if state not in (None, "any", *STATES):
         raise ReviewError(f"unknown state {state!r}; choose one of any, {', '.join(STATES)}")
-    actions = {"flagged": {"flag"}, "automatic": {"rotate", "keep"}, "rotate": {"rotate"}, "keep": {"keep"},
-               "all": set(DECISION_ACTIONS)}[kind]
+    actions = {
+        "flagged": {"flag"},
+        "automatic": {"rotate", "keep"},
+        "rotate": {"rotate"},
+        "keep": {"keep"},
+        "all": set(DECISION_ACTIONS),
+    }[kind]
     folder = (folder or "").strip("/")
     out = []
     for item in items:
@@ -518,13 +595,20 @@ def progress(items: Iterable[ReviewItem]) -> dict:
     return {"reviewed": reviewed, "total": len(items), "applied": sum(i.state == "applied" for i in items)}
 
 
-def review_queue(root: str | os.PathLike[str], state_dir: str | os.PathLike[str] | None = None) -> list[ReviewItem]:
+def review_queue(
+    root: str | os.PathLike[str], state_dir: str | os.PathLike[str] | None = None
+) -> list[ReviewItem]:
     """Every item of an archive's review queue (see :class:`ReviewQueue`)."""
     return ReviewQueue(root, state_dir).items()
 
 
-def decide(root: str | os.PathLike[str], item_id: str, rotation_deg: int, reviewer: str | None = None,
-           state_dir: str | os.PathLike[str] | None = None) -> ReviewItem:
+def decide(
+    root: str | os.PathLike[str],
+    item_id: str,
+    rotation_deg: int,
+    reviewer: str | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
+) -> ReviewItem:
     """Record one decision in the archive's journal (see :meth:`ReviewQueue.decide`)."""
     return ReviewQueue(root, state_dir).decide(item_id, rotation_deg, reviewer or default_reviewer())
 
@@ -532,7 +616,9 @@ def decide(root: str | os.PathLike[str], item_id: str, rotation_deg: int, review
 # ----------------------------------------------------------------------------------- the training pool
 
 
-def training_pool(root: str | os.PathLike[str], state_dir: str | os.PathLike[str] | None = None) -> list[PoolEntry]:
+def training_pool(
+    root: str | os.PathLike[str], state_dir: str | os.PathLike[str] | None = None
+) -> list[PoolEntry]:
     """Every reviewed photo still in the archive, with the clockwise turn that makes the file
     as it is now upright: the decision while it is pending, 0 once it was applied."""
     queue = ReviewQueue(root, state_dir)
@@ -540,14 +626,22 @@ def training_pool(root: str | os.PathLike[str], state_dir: str | os.PathLike[str
     entries: dict[tuple[str, str], PoolEntry] = {}
 
     def entry(rel_path: str, sha256: str, rotation_deg: int, reviewer: str, decided_at: str) -> PoolEntry:
-        return PoolEntry(str(queue.root / rel_path), sha256, rotation_deg, HOW_KNOWN, reviewer, decided_at,
-                         _display(rel_path))
+        return PoolEntry(
+            str(queue.root / rel_path),
+            sha256,
+            rotation_deg,
+            HOW_KNOWN,
+            reviewer,
+            decided_at,
+            _display(rel_path),
+        )
 
     for item in items:
         if item.state in ("decided", "applied"):
             turn = item.decision_deg if item.state == "decided" else 0
-            entries[(item.rel_path, item.current_sha256)] = entry(item.rel_path, item.current_sha256, turn,
-                                                                  item.reviewer, item.decided_at)
+            entries[(item.rel_path, item.current_sha256)] = entry(
+                item.rel_path, item.current_sha256, turn, item.reviewer, item.decided_at
+            )
     # Decisions whose report is gone still count while the file holds the decided content.
     journals = queue.journals()
     try:
@@ -561,8 +655,10 @@ def training_pool(root: str | os.PathLike[str], state_dir: str | os.PathLike[str
             if (review.rel_path, sha) in known:
                 continue
             if queue.current_hash(tree, review.rel_path, {}) == sha:
-                entries.setdefault((review.rel_path, sha), entry(review.rel_path, sha, review.rotation_deg,
-                                                                 review.reviewer, review.decided_at))
+                entries.setdefault(
+                    (review.rel_path, sha),
+                    entry(review.rel_path, sha, review.rotation_deg, review.reviewer, review.decided_at),
+                )
     return sorted(entries.values(), key=lambda e: (e.rel_path, e.sha256))
 
 
@@ -592,8 +688,11 @@ def review_rows(run, log: Callable[[str], None] = print) -> Predicted:
     out = Predicted()
     with Tree(run.root) as tree:
         for sha, review in reviews.items():  # decisions whose report is gone
-            if review.rotation_deg and review.rel_path not in wanted \
-                    and queue.current_hash(tree, review.rel_path, {}) == sha:
+            if (
+                review.rotation_deg
+                and review.rel_path not in wanted
+                and queue.current_hash(tree, review.rel_path, {}) == sha
+            ):
                 wanted.add(review.rel_path)
         for entry in run.entries:
             if entry.rel_path not in wanted or entry.skip_reason:
@@ -609,8 +708,11 @@ def review_rows(run, log: Callable[[str], None] = print) -> Predicted:
             review = reviews.get(row.sha256_before)
             if review is None:
                 previous = run.archive.rotated_by(row.sha256_before)
-                row.note = (f"decision already applied (run {previous.run_id})" if previous is not None else
-                            "no operator decision for this content (changed since it was reviewed?); review it again")
+                row.note = (
+                    f"decision already applied (run {previous.run_id})"
+                    if previous is not None
+                    else "no operator decision for this content (changed since it was reviewed?); review it again"
+                )
                 continue
             who = f"{review.reviewer} on {review.decided_at[:10]}"
             if review.rotation_deg == 0:
@@ -618,16 +720,25 @@ def review_rows(run, log: Callable[[str], None] = print) -> Predicted:
                 continue
             undone = undone_after.get((entry.rel_path, row.sha256_before))
             if undone is not None and undone > review.decided_at:
-                row.note = (f"the turn decided by {who} was applied and undone since; decide again on the "
-                            "review page to turn it")
+                row.note = (
+                    f"the turn decided by {who} was applied and undone since; decide again on the "
+                    "review page to turn it"
+                )
                 continue
             rotation, notes = review.rotation_deg, []
-            while len(notes) < 8 and (change := run.archive.rotated_by(row.sha256_before)) is not None \
-                    and change.in_place and change.rel_path == entry.rel_path:
+            while (
+                len(notes) < 8
+                and (change := run.archive.rotated_by(row.sha256_before)) is not None
+                and change.in_place
+                and change.rel_path == entry.rel_path
+            ):
                 outcomes = run.archive.undo(change.run_id, None, [entry.rel_path])
                 refused = [o.message for o in outcomes if not o.ok]
                 if refused:
-                    row.action, row.error = "error", f"not changed: cannot put back the original: {refused[0]}"
+                    row.action, row.error = (
+                        "error",
+                        f"not changed: cannot put back the original: {refused[0]}",
+                    )
                     break
                 rotation = (rotation + change.rotation_deg) % 360
                 notes.append(f"put back the original from before run {change.run_id}")
@@ -646,7 +757,9 @@ def review_rows(run, log: Callable[[str], None] = print) -> Predicted:
                 row.note = "; ".join([*notes, f"upright as decided by {who}"])
                 continue
             row.action, row.rotation_deg, row.confidence = "rotate", rotation, None
-            row.note = "; ".join([*notes, f"turned {review.rotation_deg}\u00b0 clockwise as decided by {who}"])
+            row.note = "; ".join(
+                [*notes, f"turned {review.rotation_deg}\u00b0 clockwise as decided by {who}"]
+            )
     for note in (r.note for r in out.rows if r.note and "put back" in r.note):
         log(note)
     return out
@@ -684,7 +797,9 @@ class Pictures:
     and Grad-CAM evidence for each turn (class-discriminative: the maps differ where the
     model's reasons differ). Each model is loaded once; recent pictures are kept."""
 
-    def __init__(self, root: Path, max_pixels: int = 250_000_000, keep: int = 48, side: int = PICTURE_SIDE) -> None:
+    def __init__(
+        self, root: Path, max_pixels: int = 250_000_000, keep: int = 48, side: int = PICTURE_SIDE
+    ) -> None:
         self.root, self.max_pixels, self.keep, self.side = Path(root), max_pixels, keep, side
         self._renderers: dict[str, object] = {}
         self._cache: OrderedDict[tuple[str, str], ItemPictures] = OrderedDict()
@@ -694,7 +809,9 @@ class Pictures:
         with Tree(self.root) as tree, tree.place(rel_path) as place:
             data, _ = place.read()
         if hashlib.sha256(data).hexdigest() != expected_sha256:
-            raise ContentChanged(f"{_display(rel_path)}: the file changed since the queue was read; reload the page")
+            raise ContentChanged(
+                f"{_display(rel_path)}: the file changed since the queue was read; reload the page"
+            )
         return load_upright(data, min_side, self.max_pixels)
 
     def _renderer(self, model: str | None):
@@ -742,7 +859,9 @@ class Pictures:
             candidates.append(_jpeg(orientation.apply(photo, transform)))
             if maps is not None:
                 amap = maps[orientation.class_index(turn)]
-                amap = np.asarray(Image.fromarray(amap.astype(np.float32), mode="F").resize(photo.size), np.float32)
+                amap = np.asarray(
+                    Image.fromarray(amap.astype(np.float32), mode="F").resize(photo.size), np.float32
+                )
                 evidence.append(_jpeg(orientation.apply(overlay(photo, np.clip(amap, 0, 1)), transform)))
         return ItemPictures(tuple(candidates), tuple(evidence) if maps is not None else None, note)
 
@@ -764,22 +883,48 @@ def _jpeg(img: Image.Image, quality: int = 85) -> bytes:
 
 
 __all__ = [
-    "HOW_KNOWN", "REVIEW_MODEL_VERSION", "REVIEW_VIEW_KEY", "ContentChanged", "InvalidDecision", "ItemPictures",
-    "Pictures", "PoolEntry", "ReviewError", "ReviewItem", "ReviewQueue", "UnknownItem", "decide", "full_view",
-    "latest_reviews", "progress", "review_markdown", "review_queue", "review_rows", "select", "training_pool",
+    "HOW_KNOWN",
+    "REVIEW_MODEL_VERSION",
+    "REVIEW_VIEW_KEY",
+    "ContentChanged",
+    "InvalidDecision",
+    "ItemPictures",
+    "Pictures",
+    "PoolEntry",
+    "ReviewError",
+    "ReviewItem",
+    "ReviewQueue",
+    "UnknownItem",
+    "decide",
+    "full_view",
+    "latest_reviews",
+    "progress",
+    "review_markdown",
+    "review_queue",
+    "review_rows",
+    "select",
+    "training_pool",
 ]
 
 
 def review_markdown(summary: dict, port: int = 8765) -> str:
     """How an operator opens the review of a run's flagged photos (for the run's artifacts)."""
     flagged = summary["counts"].get("flag", 0)
-    lines = [f"# Review {flagged} flagged photo{'s' if flagged != 1 else ''}", "",
-             "Open the review page (the four ways each photo could be turned, with the evidence; "
-             "keys 1-4 choose, decisions are saved at once):", "",
-             f"```\norient review '{summary['archive']}'\n```", "",
-             f"then [http://127.0.0.1:{port}/](http://127.0.0.1:{port}/). Apply the decisions with "
-             f"`orient apply-review '{summary['archive']}'`.", ""]
+    lines = [
+        f"# Review {flagged} flagged photo{'s' if flagged != 1 else ''}",
+        "",
+        "Open the review page (the four ways each photo could be turned, with the evidence; "
+        "keys 1-4 choose, decisions are saved at once):",
+        "",
+        f"```\norient review '{summary['archive']}'\n```",
+        "",
+        f"then [http://127.0.0.1:{port}/](http://127.0.0.1:{port}/). Apply the decisions with "
+        f"`orient apply-review '{summary['archive']}'`.",
+        "",
+    ]
     if summary.get("flagged_dir"):
-        lines += [f"Pictures of the flagged photos: [{summary['flagged_dir']}]({Path(summary['flagged_dir']).as_uri()})",
-                  ""]
+        lines += [
+            f"Pictures of the flagged photos: [{summary['flagged_dir']}]({Path(summary['flagged_dir']).as_uri()})",
+            "",
+        ]
     return "\n".join(lines)

@@ -49,12 +49,24 @@ def new_run_id() -> str:
 class AutorotateRun:
     """One run of auto-rotate over one archive (see the module doc for the protocol)."""
 
-    def __init__(self, archive_dir: str | os.PathLike[str], cfg: AutorotateConfig, model_version: str,
-                 view_key: str, *, threshold: float | None = None, decision_note: str | None = None,
-                 report: str | os.PathLike[str] | None = None,
-                 out_dir: str | os.PathLike[str] | None = None, state_dir: str | os.PathLike[str] | None = None,
-                 run_id: str | None = None, rejudge: bool = False, model_path: str | None = None,
-                 on_stage=None, log: Log = print) -> None:
+    def __init__(
+        self,
+        archive_dir: str | os.PathLike[str],
+        cfg: AutorotateConfig,
+        model_version: str,
+        view_key: str,
+        *,
+        threshold: float | None = None,
+        decision_note: str | None = None,
+        report: str | os.PathLike[str] | None = None,
+        out_dir: str | os.PathLike[str] | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
+        run_id: str | None = None,
+        rejudge: bool = False,
+        model_path: str | None = None,
+        on_stage=None,
+        log: Log = print,
+    ) -> None:
         if not Path(archive_dir).is_dir():
             raise NotADirectoryError(f"archive directory not found: {archive_dir}")
         self.root = Path(os.path.realpath(archive_dir))
@@ -64,12 +76,16 @@ class AutorotateRun:
         self.out_dir = None if out_dir is None else Path(os.path.realpath(out_dir))
         self.applies = cfg.apply != "none"
         if self.out_dir is not None and not self.applies:
-            raise OrientError("--out-dir writes corrected copies, so it needs --apply lossless or --apply exif")
+            raise OrientError(
+                "--out-dir writes corrected copies, so it needs --apply lossless or --apply exif"
+            )
         self.folders = state_folders(self.root, self.applies, state_dir)
         if self.out_dir is not None:
             check_mirror_folder(self.root, self.out_dir, self.folders.primary)
         self.run_id = run_id or new_run_id()
-        self.report_path = Path(report) if report else self.folders.primary / "reports" / f"{self.run_id}.parquet"
+        self.report_path = (
+            Path(report) if report else self.folders.primary / "reports" / f"{self.run_id}.parquet"
+        )
         self.rejudge, self.model_path, self.on_stage, self.log = rejudge, model_path, on_stage, log
         self.archive: Archive | None = None
         self.journal: Journal | None = None
@@ -100,22 +116,34 @@ class AutorotateRun:
             self.archive.adopt_unfinished(self.run_id)
             self.adopted = self.archive.runs_undone_with(self.run_id)[1:]  # with the runs those had adopted
             if self.adopted:
-                self.log(f"finishing the work of interrupted run(s) {', '.join(self.adopted)}; "
-                         "undoing this run undoes theirs too")
+                self.log(
+                    f"finishing the work of interrupted run(s) {', '.join(self.adopted)}; "
+                    "undoing this run undoes theirs too"
+                )
             _, self.others = open_journals(self.folders, create_primary=False)
         else:
             self.journal, self.others = open_journals(self.folders)
-        self.memory = remember([self.journal, *self.others], self.model_version, self.view_key,
-                               carry_over=not self.rejudge)
+        self.memory = remember(
+            [self.journal, *self.others], self.model_version, self.view_key, carry_over=not self.rejudge
+        )
         self.entries: list[ArchiveEntry] = list(walk_archive(self.root))
         self.writer = ReportWriter(self.report_path, self.run_config())
 
     def run_config(self) -> dict:
-        return {**self.cfg.model_dump(), "run_id": self.run_id, "archive": str(self.root),
-                "out_dir": str(self.out_dir or "") or None, "model": self.model_path or self.cfg.model,
-                "model_version": self.model_version, "view_key": self.view_key, "threshold": self.threshold,
-                "decisions": self.decision_note, "state_dir": str(self.folders.primary), "rejudge": self.rejudge,
-                "resumed_runs": self.adopted}
+        return {
+            **self.cfg.model_dump(),
+            "run_id": self.run_id,
+            "archive": str(self.root),
+            "out_dir": str(self.out_dir or "") or None,
+            "model": self.model_path or self.cfg.model,
+            "model_version": self.model_version,
+            "view_key": self.view_key,
+            "threshold": self.threshold,
+            "decisions": self.decision_note,
+            "state_dir": str(self.folders.primary),
+            "rejudge": self.rejudge,
+            "resumed_runs": self.adopted,
+        }
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
@@ -128,8 +156,14 @@ class AutorotateRun:
         finally:
             self._close()
         if isinstance(exc, OrientError | OSError | KeyboardInterrupt) and not isinstance(exc, RunAborted):
-            undo = (f"; the changes it made are journaled: undo them with `orient undo {self.run_id} "
-                    f"--archive {self.root}`, or run again to finish the job") if self.applies else ""
+            undo = (
+                (
+                    f"; the changes it made are journaled: undo them with `orient undo {self.run_id} "
+                    f"--archive {self.root}`, or run again to finish the job"
+                )
+                if self.applies
+                else ""
+            )
             what = "was interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped: {exc}"
             raise RunAborted(f"run {self.run_id} {what}{undo}") from exc
 
@@ -150,7 +184,9 @@ class AutorotateRun:
     def memory_for(self, chunk: list[ArchiveEntry]) -> Memory:
         return self.memory.for_paths([e.rel_path for e in chunk])
 
-    def finish_chunk(self, predicted: Predicted, progress: Callable[[int], None] | None = None) -> list[ReportRow]:
+    def finish_chunk(
+        self, predicted: Predicted, progress: Callable[[int], None] | None = None
+    ) -> list[ReportRow]:
         """Apply a chunk's decisions, remember what was seen and judged, report its rows."""
         rows = self.apply(predicted.rows, progress)
         for row in rows:
@@ -165,7 +201,9 @@ class AutorotateRun:
         if not self.applies:
             return rows
         for row in rows:
-            if row.action == "rotate" or (self.out_dir and row.sha256_before and row.action in ("keep", "flag", "skip")):
+            if row.action == "rotate" or (
+                self.out_dir and row.sha256_before and row.action in ("keep", "flag", "skip")
+            ):
                 self._apply_one(row)
                 if progress:
                     progress(1)
@@ -176,8 +214,15 @@ class AutorotateRun:
         rel = os.fsdecode(row.path_bytes)
         try:
             if row.action == "rotate":
-                result = self.archive.apply(rel, row.rotation_deg, self.cfg.apply, self.run_id, row.sha256_before,
-                                            self.out_dir, exif_orientation=row.exif_orientation)
+                result = self.archive.apply(
+                    rel,
+                    row.rotation_deg,
+                    self.cfg.apply,
+                    self.run_id,
+                    row.sha256_before,
+                    self.out_dir,
+                    exif_orientation=row.exif_orientation,
+                )
             else:
                 result = self.archive.mirror(rel, self.out_dir, row.sha256_before, self.run_id)
             row.applied, row.method, row.sha256_after = result.applied, result.method, result.sha256_after
@@ -190,8 +235,13 @@ class AutorotateRun:
         row.apply_ms = (time.perf_counter() - start) * 1000
 
 
-def apply_decisions(archive_dir: str | os.PathLike[str], decisions: dict[str, int], cfg: AutorotateConfig,
-                    source: str, **run_options) -> AutorotateRun:
+def apply_decisions(
+    archive_dir: str | os.PathLike[str],
+    decisions: dict[str, int],
+    cfg: AutorotateConfig,
+    source: str,
+    **run_options,
+) -> AutorotateRun:
     """A whole run whose decisions are known, not predicted (an operator's, or a drill's truth):
     each listed file is turned by its ``rotation_deg`` (0: kept) through the same protocol, with
     the same journal, report and undo. Files not listed are reported unchanged."""

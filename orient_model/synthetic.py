@@ -28,18 +28,26 @@ def scene(rng: np.random.Generator, width: int = 320, height: int = 240) -> Imag
     draw = ImageDraw.Draw(img)
     r = int(rng.uniform(0.04, 0.09) * height)
     sx, sy = int(rng.uniform(0.1, 0.9) * width), int(rng.uniform(0.1, 0.35) * height)
-    draw.ellipse([sx - r, sy - r, sx + r, sy + r], fill=tuple(int(v) for v in rng.uniform([230, 200, 80], [255, 255, 180])))
+    draw.ellipse(
+        [sx - r, sy - r, sx + r, sy + r],
+        fill=tuple(int(v) for v in rng.uniform([230, 200, 80], [255, 255, 180])),
+    )
     for _ in range(int(rng.integers(2, 6))):
         w = int(rng.uniform(0.04, 0.12) * width)
         h = int(rng.uniform(0.1, 0.35) * height)
         x = int(rng.uniform(0, width - w))
         colour = tuple(int(v) for v in rng.uniform(20, 110, 3))
         draw.rectangle([x, horizon - h, x + w, horizon + 2], fill=colour)
-        draw.polygon([(x - w // 3, horizon - h), (x + w + w // 3, horizon - h), (x + w // 2, horizon - h - w)], fill=colour)
+        draw.polygon(
+            [(x - w // 3, horizon - h), (x + w + w // 3, horizon - h), (x + w // 2, horizon - h - w)],
+            fill=colour,
+        )
     return img.filter(ImageFilter.GaussianBlur(0.6))
 
 
-def write_scenes(out_dir, n: int, seed: int = 0, size: tuple[int, int] = (320, 240), fmt: str = "JPEG") -> list:
+def write_scenes(
+    out_dir, n: int, seed: int = 0, size: tuple[int, int] = (320, 240), fmt: str = "JPEG"
+) -> list:
     """Write ``n`` upright scenes; returns their paths."""
     from pathlib import Path
 

@@ -33,12 +33,30 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("source_path", pa.string(), metadata={"doc": "upright source photo"}),
         pa.field("source_sha256", pa.string(), metadata={"doc": "sha256 of the source file"}),
         pa.field("split", pa.string(), metadata={"doc": "train, val, calib or test, by photo"}),
-        pa.field("kinds", pa.list_(pa.string()), metadata={"doc": "people, scene, greyscale, ... (provenance)"}),
-        pa.field("label_source", pa.string(), metadata={"doc": "how the photo's upright is known: upright folder, "
-                                                        "operator review, pseudo-label round N"}),
-        pa.field("source_rotation_deg", pa.int16(), metadata={"doc": "clockwise turn that makes the source upright"}),
-        pa.field("rotation_deg", pa.int16(), metadata={"doc": "the copy is turned this much counter-clockwise "
-                                                       "(so it needs this much clockwise: its class)"}),
+        pa.field(
+            "kinds", pa.list_(pa.string()), metadata={"doc": "people, scene, greyscale, ... (provenance)"}
+        ),
+        pa.field(
+            "label_source",
+            pa.string(),
+            metadata={
+                "doc": "how the photo's upright is known: upright folder, "
+                "operator review, pseudo-label round N"
+            },
+        ),
+        pa.field(
+            "source_rotation_deg",
+            pa.int16(),
+            metadata={"doc": "clockwise turn that makes the source upright"},
+        ),
+        pa.field(
+            "rotation_deg",
+            pa.int16(),
+            metadata={
+                "doc": "the copy is turned this much counter-clockwise "
+                "(so it needs this much clockwise: its class)"
+            },
+        ),
         pa.field("crop", pa.int16(), metadata={"doc": "index of the square view along the long side"}),
         pa.field("copy_path", pa.string(), metadata={"doc": "copy, relative to the data directory"}),
         pa.field("error", pa.string(), metadata={"doc": "why the source could not be used"}),
@@ -66,8 +84,11 @@ def split_of(sha256: str, cfg: TrainingSetConfig, held_out: bool = False) -> str
     if held_out:
         return "test"
     u = int(sha256[:8], 16) / 0x1_0000_0000
-    for split, fraction in (("val", cfg.val_fraction), ("calib", cfg.calibration_fraction),
-                            ("test", cfg.test_fraction)):
+    for split, fraction in (
+        ("val", cfg.val_fraction),
+        ("calib", cfg.calibration_fraction),
+        ("test", cfg.test_fraction),
+    ):
         if u < fraction:
             return split
         u -= fraction
@@ -95,8 +116,16 @@ def encode_copy(img, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def make_copies(source: Path, sha256: str, out_dir: Path, cfg: TrainingSetConfig, kinds: list[str] | None = None,
-                held_out: bool = False, turn: int = 0, label_source: str = "upright folder") -> list[ManifestRow]:
+def make_copies(
+    source: Path,
+    sha256: str,
+    out_dir: Path,
+    cfg: TrainingSetConfig,
+    kinds: list[str] | None = None,
+    held_out: bool = False,
+    turn: int = 0,
+    label_source: str = "upright folder",
+) -> list[ManifestRow]:
     """Write the rotated copies of one source (``turn``: clockwise degrees that make it upright);
     existing copies are kept, not redone."""
     # A pseudo-label is the model's own guess: it may train a model, never judge one.
@@ -164,15 +193,34 @@ def _anisotropic_chroma(source: Path) -> str | None:
     return None
 
 
-def process_source(source: Path, out_dir: Path, cfg: TrainingSetConfig, kinds_by_sha: dict | None = None,
-                   held_out: bool = False, turn: int = 0, label_source: str = "upright folder") -> list[ManifestRow]:
+def process_source(
+    source: Path,
+    out_dir: Path,
+    cfg: TrainingSetConfig,
+    kinds_by_sha: dict | None = None,
+    held_out: bool = False,
+    turn: int = 0,
+    label_source: str = "upright folder",
+) -> list[ManifestRow]:
     """Copies of one source, or a single row saying why it was unusable. ``kinds_by_sha`` gives
     a photo's kinds (people, scene, ...) from its provenance record."""
     try:
         sha = sha256_file(source)
     except OSError as exc:
-        return [ManifestRow(str(source), None, None, [], label_source, turn, None, None, None,
-                            f"cannot read file: {exc.strerror}")]
+        return [
+            ManifestRow(
+                str(source),
+                None,
+                None,
+                [],
+                label_source,
+                turn,
+                None,
+                None,
+                None,
+                f"cannot read file: {exc.strerror}",
+            )
+        ]
     kinds = (kinds_by_sha or {}).get(sha, [])
     try:
         return make_copies(source, sha, out_dir, cfg, kinds, held_out, turn, label_source)

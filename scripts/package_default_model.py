@@ -36,10 +36,15 @@ def main() -> None:
     p.add_argument("--version", default=None, help="default: the newest version folder")
     p.add_argument("--max-error", type=float, default=0.01)
     args = p.parse_args()
-    folder = args.models_dir / args.version if args.version else sorted(
-        f for f in args.models_dir.iterdir() if (f / "card.json").is_file())[-1]
+    folder = (
+        args.models_dir / args.version
+        if args.version
+        else sorted(f for f in args.models_dir.iterdir() if (f / "card.json").is_file())[-1]
+    )
     checkpoint = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
-    checkpoint["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
+    checkpoint["state_dict"] = {
+        k: v.half() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()
+    }
     buf = io.BytesIO()
     torch.save(checkpoint, buf)
     if buf.tell() > MAX_BYTES:
@@ -72,9 +77,11 @@ def main() -> None:
     card["quality_gate"] = quality_gate(card)
     (DEFAULT_MODEL_DIR / "card.json").write_text(json.dumps(card, indent=1))
     default = test[f"views={shipped.views},tta=True"]
-    print(f"shipped {folder.name} as {DEFAULT_MODEL_DIR} ({buf.tell() / 2**20:.1f} MB): test accuracy "
-          f"{default['accuracy']:.3f}, coverage {default['coverage']:.2f} at threshold {default['threshold']:.4f}, "
-          f"wrong automatic {default['wrong_automatic']}/{default['automatic']}")
+    print(
+        f"shipped {folder.name} as {DEFAULT_MODEL_DIR} ({buf.tell() / 2**20:.1f} MB): test accuracy "
+        f"{default['accuracy']:.3f}, coverage {default['coverage']:.2f} at threshold {default['threshold']:.4f}, "
+        f"wrong automatic {default['wrong_automatic']}/{default['automatic']}"
+    )
 
 
 if __name__ == "__main__":

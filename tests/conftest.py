@@ -33,8 +33,12 @@ def cli_env(prefect_server) -> dict[str, str]:
     from prefect.settings import PREFECT_API_URL
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=_PREFECT_HOME, PREFECT_API_URL=PREFECT_API_URL.value(),
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env.update(
+        PREFECT_HOME=_PREFECT_HOME,
+        PREFECT_API_URL=PREFECT_API_URL.value(),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+    )
     return env
 
 
@@ -54,7 +58,11 @@ def tiny_model(prefect_server, scenes_dir, tmp_path_factory) -> Path:
     from orient_model.config import TrainConfig, TrainingSetConfig
 
     work = tmp_path_factory.mktemp("tiny")
-    make_training_set([str(scenes_dir)], str(work / "data"), TrainingSetConfig(copy_size=96, crops_per_photo=1),
-                      trust_upright=True)
+    make_training_set(
+        [str(scenes_dir)],
+        str(work / "data"),
+        TrainingSetConfig(copy_size=96, crops_per_photo=1),
+        trust_upright=True,
+    )
     cfg = TrainConfig(arch="tiny", epochs=6, batch_size=32, lr=3e-3, workers=0, device="cpu", views=1)
     return Path(train(str(work / "data"), str(work / "models"), cfg))

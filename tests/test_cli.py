@@ -9,8 +9,14 @@ import pytest
 
 def orient(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
     env = env or {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "flows.cli", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=600,
+    )
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess, *needles: str) -> None:
@@ -24,8 +30,9 @@ def assert_one_error_line(result: subprocess.CompletedProcess, *needles: str) ->
 
 def test_empty_directory(tmp_path):
     (tmp_path / "empty").mkdir()
-    assert_one_error_line(orient("make-training-set", tmp_path / "empty", "--out", tmp_path / "data"),
-                          "no files found")
+    assert_one_error_line(
+        orient("make-training-set", tmp_path / "empty", "--out", tmp_path / "data"), "no files found"
+    )
 
 
 def test_not_a_training_set(tmp_path):

@@ -49,8 +49,13 @@ KILLED_RUN = textwrap.dedent("""
 
 def killed_run(root: Path, truth: dict[str, int], stage: str, nth: int, work: Path) -> int:
     (work / "truth.json").write_text(json.dumps(truth))
-    proc = subprocess.run([sys.executable, "-c", KILLED_RUN, str(root), str(work / "truth.json"), stage, str(nth)],
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, str(root), str(work / "truth.json"), stage, str(nth)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        timeout=300,
+    )
     return proc.returncode
 
 
@@ -66,7 +71,9 @@ def test_kill_9_at_each_point_of_the_protocol_then_resume_then_undo(tmp_path: Pa
         rc = killed_run(root, truth, stage, rng.randint(1, max(1, turned // 3)), tmp_path)
         assert rc == -signal.SIGKILL, f"attempt {attempt}: the run was not killed (rc {rc}) {ctx}"
         mid = audit(root, originals, final=False)
-        assert not mid["corrupt"] and not mid["lost"] and not mid["double"], f"after kill {attempt + 1} {ctx}: {mid}"
+        assert not mid["corrupt"] and not mid["lost"] and not mid["double"], (
+            f"after kill {attempt + 1} {ctx}: {mid}"
+        )
     killed_runs = {r["run_id"] for r in read_journal(root)}  # a run killed before its first row left none
     final = apply_decisions(root, truth, LOSSLESS, "drill", log=lambda line: None)
     assert audit(root, originals) == {"corrupt": [], "lost": [], "double": [], "journal": []}, ctx
@@ -86,8 +93,14 @@ def test_kill_9_at_each_point_of_the_protocol_then_resume_then_undo(tmp_path: Pa
 def start_cli(args: list[str], env: dict, work: Path, name: str) -> subprocess.Popen:
     """`orient ARGS` in its own process group, its output to files."""
     out, err = open(work / f"{name}.out", "wb"), open(work / f"{name}.err", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env, stdout=out, stderr=err,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=REPO,
+        env=env,
+        stdout=out,
+        stderr=err,
+        start_new_session=True,
+    )
     proc.files = (out, err, work / f"{name}.err")  # type: ignore[attr-defined]
     return proc
 
@@ -101,8 +114,26 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
 
 
 def autorotate_args(root: Path, model: Path, report: Path | None = None) -> list[str]:
-    args = ["autorotate", str(root), "--apply", "lossless", "--model", str(model), "--threshold", "0",
-            "--no-tta", "--views", "1", "--saliency", "off", "--device", "cpu", "--engine", "torch", "--quiet"]
+    args = [
+        "autorotate",
+        str(root),
+        "--apply",
+        "lossless",
+        "--model",
+        str(model),
+        "--threshold",
+        "0",
+        "--no-tta",
+        "--views",
+        "1",
+        "--saliency",
+        "off",
+        "--device",
+        "cpu",
+        "--engine",
+        "torch",
+        "--quiet",
+    ]
     return args + (["--report", str(report)] if report else [])
 
 
@@ -135,9 +166,18 @@ def test_a_second_run_on_a_busy_archive_fails_with_one_line_naming_the_holder(ti
     root = tmp_path / "archive"
     scrambled_archive(root, 4, 5)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom orient_model.archive.changes import archive_lock\n"
-         "with archive_lock(sys.argv[1], 'night-run'):\n    print('locked', flush=True)\n    time.sleep(120)\n",
-         str(root)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom orient_model.archive.changes import archive_lock\n"
+            "with archive_lock(sys.argv[1], 'night-run'):\n    print('locked', flush=True)\n    time.sleep(120)\n",
+            str(root),
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         rc, err = finish(start_cli(autorotate_args(root, tiny_model), cli_env, tmp_path, "second"))

@@ -12,8 +12,13 @@ from orient_model.imageio import center_square
 from orient_model.model.predict import Predictor
 from orient_model.model.registry import DEFAULT_MODEL_DIR, load_model
 
-RESERVED = ("plasma-workspace-wallpapers", "mate-backgrounds", "lomiri-wallpapers-20.04", "opencv-doc",
-            "visp-images-data")
+RESERVED = (
+    "plasma-workspace-wallpapers",
+    "mate-backgrounds",
+    "lomiri-wallpapers-20.04",
+    "opencv-doc",
+    "visp-images-data",
+)
 
 
 def test_default_model_is_small_and_its_card_documents_it():

@@ -15,8 +15,18 @@ from orient_model.model.registry import LoadedModel
 def lite0() -> LoadedModel:
     torch.manual_seed(0)
     model = build_model("efficientnet_lite0", weights="package").eval()
-    return LoadedModel(model, "efficientnet_lite0", 160, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1.3,
-                       "engine-test", {}, 1.1, 3)
+    return LoadedModel(
+        model,
+        "efficientnet_lite0",
+        160,
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+        1.3,
+        "engine-test",
+        {},
+        1.1,
+        3,
+    )
 
 
 def photos(n: int = 3) -> list[Image.Image]:

@@ -88,7 +88,7 @@ def test_gradcam_evidence_for_two_classes_lands_in_different_halves():
     [maps] = renderer.photo_maps([img])  # over the whole photo, all four classes at once
     assert maps.shape[0] == 4
     assert maps[0][: maps.shape[1] // 2].sum() > 0.9 * maps[0].sum()
-    assert maps[1][maps.shape[1] // 2:].sum() > 0.9 * maps[1].sum()
+    assert maps[1][maps.shape[1] // 2 :].sum() > 0.9 * maps[1].sum()
 
 
 def test_the_picture_shows_the_whole_photo_four_ways_with_probabilities():

@@ -36,8 +36,8 @@ def test_exif_orientation_is_applied_once(tmp_path):
     shown = np.asarray(load_upright(path, 32, CAP).convert("L"), dtype=float)
     assert shown.shape[0] > shown.shape[1]  # portrait once displayed
     h, w = shown.shape
-    assert shown[: h // 3, -w // 3:].mean() > 120  # the corner moved to the top right
-    assert shown[-h // 3:, : w // 3].mean() < 30
+    assert shown[: h // 3, -w // 3 :].mean() > 120  # the corner moved to the top right
+    assert shown[-h // 3 :, : w // 3].mean() < 30
 
 
 def test_sixteen_bit_tiff_is_scaled_not_clipped(tmp_path):
@@ -95,10 +95,12 @@ def test_importing_the_library_leaves_pillows_global_state_alone():
     import subprocess
     import sys
 
-    code = ("from PIL import Image; before = Image.MAX_IMAGE_PIXELS; import warnings\n"
-            "import orient_model.imageio, orient_model.rotate, orient_model.pipeline\n"
-            "assert Image.MAX_IMAGE_PIXELS == before, Image.MAX_IMAGE_PIXELS\n"
-            "assert not [f for f in warnings.filters if f[2] is Image.DecompressionBombWarning]")
+    code = (
+        "from PIL import Image; before = Image.MAX_IMAGE_PIXELS; import warnings\n"
+        "import orient_model.imageio, orient_model.rotate, orient_model.pipeline\n"
+        "assert Image.MAX_IMAGE_PIXELS == before, Image.MAX_IMAGE_PIXELS\n"
+        "assert not [f for f in warnings.filters if f[2] is Image.DecompressionBombWarning]"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

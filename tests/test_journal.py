@@ -140,9 +140,7 @@ def test_permissions_and_odd_names_survive(archive: Archive) -> None:
     assert archive.undo("run-a")[0].status == "restored" and sha256_file(path) == sha
 
 
-def test_out_dir_writes_a_corrected_copy_and_leaves_the_original(
-    archive: Archive, tmp_path: Path
-) -> None:
+def test_out_dir_writes_a_corrected_copy_and_leaves_the_original(archive: Archive, tmp_path: Path) -> None:
     path = archive.root / "sub" / "a.jpg"
     sha = photo(path)
     out = tmp_path / "corrected"

@@ -60,10 +60,17 @@ def registry(tmp_path_factory, tiny_model) -> Path:
     models = tmp_path_factory.mktemp("registry")
     work = tmp_path_factory.mktemp("weak")
     write_scenes(work / "src", 40, seed=21)
-    make_training_set([str(work / "src")], str(work / "data"), TrainingSetConfig(copy_size=96, crops_per_photo=1),
-                      trust_upright=True)
-    weak = train(str(work / "data"), str(models),
-                 TrainConfig(arch="tiny", epochs=1, max_steps_per_epoch=1, lr=1e-5, workers=0, device="cpu"))
+    make_training_set(
+        [str(work / "src")],
+        str(work / "data"),
+        TrainingSetConfig(copy_size=96, crops_per_photo=1),
+        trust_upright=True,
+    )
+    weak = train(
+        str(work / "data"),
+        str(models),
+        TrainConfig(arch="tiny", epochs=1, max_steps_per_epoch=1, lr=1e-5, workers=0, device="cpu"),
+    )
     good = models / tiny_model.name
     good.mkdir()
     for name in ("model.pt", "card.json"):
@@ -75,15 +82,26 @@ def test_a_folder_of_mostly_turned_photos_is_refused_unless_trusted(prefect_serv
     from flows.training import make_training_set
 
     turned_scenes(tmp_path / "scans", 30, share_turned=0.6, seed=5)
-    state = make_training_set([str(tmp_path / "scans")], str(tmp_path / "data"), TrainingSetConfig(copy_size=96),
-                              check_model=str(tiny_model), return_state=True)
+    state = make_training_set(
+        [str(tmp_path / "scans")],
+        str(tmp_path / "data"),
+        TrainingSetConfig(copy_size=96),
+        check_model=str(tiny_model),
+        return_state=True,
+    )
     assert state.is_failed()
     assert "look turned to the model" in state.message and "--trust-upright" in state.message
     listed = (tmp_path / "data" / "not-upright.tsv").read_text().splitlines()
     assert len(listed) >= 12  # 18 are turned; the tiny model is sure of most
     assert not (tmp_path / "data" / "manifest.parquet").exists()
-    state = make_training_set([str(tmp_path / "scans")], str(tmp_path / "data"), TrainingSetConfig(copy_size=96),
-                              check_model=str(tiny_model), trust_upright=True, return_state=True)
+    state = make_training_set(
+        [str(tmp_path / "scans")],
+        str(tmp_path / "data"),
+        TrainingSetConfig(copy_size=96),
+        check_model=str(tiny_model),
+        trust_upright=True,
+        return_state=True,
+    )
     assert state.is_completed() and Path(state.result()).is_file()
 
 
@@ -95,8 +113,12 @@ def test_exact_duplicates_are_used_once(prefect_server, tmp_path):
     (tmp_path / "b").mkdir()
     for p in sorted((tmp_path / "a").iterdir())[:2]:
         (tmp_path / "b" / f"copy-of-{p.name}").write_bytes(p.read_bytes())
-    manifest = make_training_set([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "data"),
-                                 TrainingSetConfig(copy_size=64), trust_upright=True)
+    manifest = make_training_set(
+        [str(tmp_path / "a"), str(tmp_path / "b")],
+        str(tmp_path / "data"),
+        TrainingSetConfig(copy_size=64),
+        trust_upright=True,
+    )
     rows = read_manifest(Path(manifest)).to_pylist()
     assert len({r["source_sha256"] for r in rows}) == 6
 
@@ -116,9 +138,20 @@ def test_champion_and_challenger_then_rollback(registry, tmp_path, prefect_serve
 
     models, weak, good = registry
     write_scenes(tmp_path / "truth", 60, seed=33)  # ground-truth photos for judging both
-    data = Path(make_training_set([str(tmp_path / "truth")], str(tmp_path / "data"),
-                                  TrainingSetConfig(copy_size=96, crops_per_photo=1, calibration_fraction=0.45,
-                                                    test_fraction=0.45, val_fraction=0.1), trust_upright=True)).parent
+    data = Path(
+        make_training_set(
+            [str(tmp_path / "truth")],
+            str(tmp_path / "data"),
+            TrainingSetConfig(
+                copy_size=96,
+                crops_per_photo=1,
+                calibration_fraction=0.45,
+                test_fraction=0.45,
+                val_fraction=0.1,
+            ),
+            trust_upright=True,
+        )
+    ).parent
     # The good model challenges the weak one: it wins and becomes current.
     won = judge_and_maybe_promote.fn(str(data), str(models / good), weak, str(models), 0.05, 0.005)
     assert won["promoted"] and current_version(models) == good, won["reasons"]
@@ -144,8 +177,11 @@ def test_autorotate_without_a_model_uses_the_promoted_version(registry, tmp_path
     promote(good, models)
     try:
         write_scenes(tmp_path / "archive", 3, seed=2)
-        summary = autorotate(str(tmp_path / "archive"), AutorotateConfig(models_dir=str(models)),
-                             state_dir=str(tmp_path / "state"))
+        summary = autorotate(
+            str(tmp_path / "archive"),
+            AutorotateConfig(models_dir=str(models)),
+            state_dir=str(tmp_path / "state"),
+        )
         from orient_model.report import read_report, run_config_of
 
         config = run_config_of(read_report(Path(summary["report"])))
@@ -170,7 +206,12 @@ def test_operator_decisions_override_pseudo_labels(tmp_path):
 def test_bootstrap_safeguards_on_a_seeded_archive(tiny_model, tmp_path):
     truth = {}
     for folder, seed in (("box-1", 7), ("box-2", 8), ("box-3", 9)):
-        truth.update({f"{folder}/{k}": v for k, v in turned_scenes(tmp_path / "archive" / folder, 25, 0.2, seed).items()})
+        truth.update(
+            {
+                f"{folder}/{k}": v
+                for k, v in turned_scenes(tmp_path / "archive" / folder, 25, 0.2, seed).items()
+            }
+        )
     predictor = Predictor(load_model(tiny_model), device="cpu")
     candidates = score_archive(tmp_path / "archive", predictor)
     assert len(candidates) == 75
@@ -183,5 +224,6 @@ def test_bootstrap_safeguards_on_a_seeded_archive(tiny_model, tmp_path):
     stricter = pseudo_labels(candidates, rising_bar(0.9, 3), 1.0, overruled=set(), max_folder_share=0.4)
     assert rising_bar(0.9, 3) > rising_bar(0.9, 1) and len(stricter) <= len(labels)
     overruled = {labels[0].sha256}
-    assert labels[0].sha256 not in {p.sha256 for p in pseudo_labels(candidates, rising_bar(0.9, 1), 1.0, overruled,
-                                                                      max_folder_share=0.4)}
+    assert labels[0].sha256 not in {
+        p.sha256 for p in pseudo_labels(candidates, rising_bar(0.9, 1), 1.0, overruled, max_folder_share=0.4)
+    }

@@ -59,8 +59,14 @@ def make_archive(root: Path, photos: dict = PHOTOS, seed: int = 5) -> Path:
     return root
 
 
-def judged_run(root: Path, state: Path, apply: str = "none", model: str | None = None,
-               probs: dict | None = None, threshold: float = 0.9) -> AutorotateRun:
+def judged_run(
+    root: Path,
+    state: Path,
+    apply: str = "none",
+    model: str | None = None,
+    probs: dict | None = None,
+    threshold: float = 0.9,
+) -> AutorotateRun:
     """A real run over ``root`` whose judgements are ``probs`` (path -> four probabilities)."""
     probs = probs or {rel: p for rel, (_, p) in PHOTOS.items()}
     cfg = AutorotateConfig(apply=apply, model=model or "none")
@@ -74,8 +80,11 @@ def judged_run(root: Path, state: Path, apply: str = "none", model: str | None =
                 if read.upright is not None and entry.rel_path in probs:
                     decision = Decision.of(probs[entry.rel_path], threshold)
                     row.prob_0, row.prob_90, row.prob_180, row.prob_270 = decision.probs
-                    row.rotation_deg, row.confidence, row.action = (decision.rotation_deg, decision.confidence,
-                                                                    decision.action)
+                    row.rotation_deg, row.confidence, row.action = (
+                        decision.rotation_deg,
+                        decision.confidence,
+                        decision.action,
+                    )
                 predicted.rows.append(row)
                 if read.seen is not None:
                     predicted.seen.append(read.seen)
@@ -98,7 +107,9 @@ def by_path(items) -> dict:
 def reviews_in(state_folder: Path) -> list[tuple]:
     conn = sqlite3.connect(state_folder / "journal.sqlite")
     try:
-        return conn.execute("SELECT sha256, rel_path, rotation_deg, reviewer, run_id FROM reviews ORDER BY id").fetchall()
+        return conn.execute(
+            "SELECT sha256, rel_path, rotation_deg, reviewer, run_id FROM reviews ORDER BY id"
+        ).fetchall()
     finally:
         conn.close()
 
@@ -109,15 +120,30 @@ def reviews_in(state_folder: Path) -> list[tuple]:
 def test_queue_lists_flagged_least_confident_first_and_automatic_decisions_for_audit(archive):
     root, state = archive
     items = ReviewQueue(root, state).items()
-    assert [i.path for i in select(items, "flagged")] == ["box2/c.jpg", "box1/b.jpg", "box1/a.jpg", "box2/d.jpg"]
-    assert [(i.path, i.action) for i in select(items, "automatic")] == [("turned.jpg", "rotate"), ("top.jpg", "keep")]
+    assert [i.path for i in select(items, "flagged")] == [
+        "box2/c.jpg",
+        "box1/b.jpg",
+        "box1/a.jpg",
+        "box2/d.jpg",
+    ]
+    assert [(i.path, i.action) for i in select(items, "automatic")] == [
+        ("turned.jpg", "rotate"),
+        ("top.jpg", "keep"),
+    ]
     a = by_path(items)["box1/a.jpg"]
-    assert (a.suggested_deg, a.confidence, a.state, a.folder) == (90, pytest.approx(0.5), "unreviewed", "box1")
+    assert (a.suggested_deg, a.confidence, a.state, a.folder) == (
+        90,
+        pytest.approx(0.5),
+        "unreviewed",
+        "box1",
+    )
     assert a.sha256 == a.current_sha256 == sha256_file(root / "box1/a.jpg")
     assert [i.id for i in ReviewQueue(root, state).items()] == [i.id for i in items]  # stable ids
     assert [i.path for i in select(items, "all", folder="box1", min_confidence=0.45)] == ["box1/a.jpg"]
 
-    (root / "box1/b.jpg").write_bytes((root / "box2/c.jpg").read_bytes())  # re-scanned: stale until judged again
+    (root / "box1/b.jpg").write_bytes(
+        (root / "box2/c.jpg").read_bytes()
+    )  # re-scanned: stale until judged again
     assert "box1/b.jpg" not in by_path(ReviewQueue(root, state).items())
 
 
@@ -153,7 +179,9 @@ def test_decisions_are_journaled_at_once_and_later_runs_leave_the_photos_alone(a
     pool = {e.rel_path: e for e in training_pool(root, state)}
     assert set(pool) == {"box1/a.jpg", "box2/c.jpg"}
     assert pool["box1/a.jpg"].rotation_deg == 90 and pool["box1/a.jpg"].how_known == "operator review"
-    assert pool["box1/a.jpg"].path == str(root.resolve() / "box1/a.jpg") and pool["box1/a.jpg"].reviewer == "ana"
+    assert (
+        pool["box1/a.jpg"].path == str(root.resolve() / "box1/a.jpg") and pool["box1/a.jpg"].reviewer == "ana"
+    )
 
 
 def test_bad_decisions_change_nothing(archive):
@@ -223,12 +251,23 @@ def test_api_lists_decides_and_accepts_a_folder(client):
     assert full.status_code == 200 and Image.open(io.BytesIO(full.content)).format == "JPEG"
 
 
-@pytest.mark.parametrize("url", [
-    "/photo/%2e%2e/secret.jpg", "/photo/box1/%2e%2e/%2e%2e/secret.jpg", "/photo//etc/passwd",
-    "/photo/%2Fetc%2Fpasswd", "/photo/link.jpg", "/photo/linkdir/x.jpg", "/photo/.orient/journal.sqlite",
-    "/photo/nothere.jpg", "/static/%2e%2e/__init__.py", "/static/..%2f..%2f..%2fpyproject.toml",
-    "/api/items/0123456789abcdef0123/candidate/0.jpg", "/api/items/../../etc/candidate/0.jpg",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/photo/%2e%2e/secret.jpg",
+        "/photo/box1/%2e%2e/%2e%2e/secret.jpg",
+        "/photo//etc/passwd",
+        "/photo/%2Fetc%2Fpasswd",
+        "/photo/link.jpg",
+        "/photo/linkdir/x.jpg",
+        "/photo/.orient/journal.sqlite",
+        "/photo/nothere.jpg",
+        "/static/%2e%2e/__init__.py",
+        "/static/..%2f..%2f..%2fpyproject.toml",
+        "/api/items/0123456789abcdef0123/candidate/0.jpg",
+        "/api/items/../../etc/candidate/0.jpg",
+    ],
+)
 def test_api_serves_nothing_outside_the_archive(client, url):
     http, _, _ = client
     response = http.get(url)
@@ -246,11 +285,20 @@ def test_api_refuses_bad_payloads_and_changes_nothing(client):
     assert http.post(url, json={"rotation_deg": 90, "reviewer": "mallory"}).status_code == 422
     assert http.post(url, json={}).status_code == 422
     assert http.post(url, json=[90]).status_code == 422
-    assert http.post(url, content=b"rotation_deg=90",
-                     headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 415
-    assert http.post(url, content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 422
+    assert (
+        http.post(
+            url, content=b"rotation_deg=90", headers={"Content-Type": "application/x-www-form-urlencoded"}
+        ).status_code
+        == 415
+    )
+    assert (
+        http.post(url, content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 422
+    )
     assert http.post("/api/items/0123456789abcdef0123/decision", json={"rotation_deg": 90}).status_code == 404
-    assert http.post(url, json={"rotation_deg": 90}, headers={"Origin": "http://evil.example"}).status_code == 403
+    assert (
+        http.post(url, json={"rotation_deg": 90}, headers={"Origin": "http://evil.example"}).status_code
+        == 403
+    )
     assert http.post(url, json={"rotation_deg": 90}, headers={"Host": "evil.example"}).status_code == 400
     assert http.post("/api/accept", json={"min_confidence": 7}).status_code == 422
     assert http.post("/api/accept", json={"kind": "everything"}).status_code == 422
@@ -286,7 +334,8 @@ def test_pictures_show_the_four_turns_with_evidence_for_each(tmp_path, tiny_mode
 
 
 def test_apply_review_turns_losslessly_once_and_autorotate_leaves_reviewed_photos_alone(
-        prefect_server, tiny_model, archive):
+    prefect_server, tiny_model, archive
+):
     from flows.apply_review import apply_review
     from flows.autorotate import autorotate
     from orient_model.archive.undo import undo_run
@@ -308,23 +357,30 @@ def test_apply_review_turns_losslessly_once_and_autorotate_leaves_reviewed_photo
     assert set(rows) == {"box1/a.jpg", "box1/b.jpg"}  # only files with a pending turn are read
     after = by_path(ReviewQueue(root, state).items())
     assert (after["box1/a.jpg"].state, after["box2/c.jpg"].state, after["box2/d.jpg"].state) == (
-        "applied", "decided", "unreviewed")
+        "applied",
+        "decided",
+        "unreviewed",
+    )
 
     again = apply_review(str(root), state_dir=str(state))  # never twice
     assert again["applied"] == 0 and again["files"] == 0
     assert displayed_rotation_problem(originals["box1/a.jpg"], (root / "box1/a.jpg").read_bytes(), 90) is None
 
     cfg = AutorotateConfig(model=str(tiny_model), threshold=1.0, apply="lossless", saliency="off")
-    later = {r["path"]: r for r in read_report(Path(autorotate(str(root), cfg, state_dir=str(state))["report"]))
-             .to_pylist()}
+    later = {
+        r["path"]: r
+        for r in read_report(Path(autorotate(str(root), cfg, state_dir=str(state))["report"])).to_pylist()
+    }
     for rel in ("box1/a.jpg", "box1/b.jpg", "box2/c.jpg"):  # reviewed: neither flagged nor turned again
         assert later[rel]["action"] == "skip" and not later[rel]["applied"], later[rel]
     assert later["box2/d.jpg"]["action"] in ("flag", "rotate")  # not reviewed: judged as usual
 
     pool = {e.rel_path: e for e in training_pool(root, state)}
     assert {k: (e.rotation_deg, e.sha256) for k, e in pool.items()} == {
-        "box1/a.jpg": (0, sha256_file(root / "box1/a.jpg")), "box1/b.jpg": (0, sha256_file(root / "box1/b.jpg")),
-        "box2/c.jpg": (0, sha256_file(root / "box2/c.jpg"))}
+        "box1/a.jpg": (0, sha256_file(root / "box1/a.jpg")),
+        "box1/b.jpg": (0, sha256_file(root / "box1/b.jpg")),
+        "box2/c.jpg": (0, sha256_file(root / "box2/c.jpg")),
+    }
 
     undo_run(summary["report"], announce=lambda line: None)  # undoable like any run
     assert (root / "box1/a.jpg").read_bytes() == originals["box1/a.jpg"]

@@ -28,8 +28,16 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).parent / "screenshots"
-KEEP = ("box-1/astronaut_2.jpg", "box-2/astronaut_3.jpg", "box-1/astronaut_4.jpg", "box-1/camera_2.jpg",
-        "box-2/camera_4.jpg", "box-2/grace_hopper_2.jpg", "box-1/rocket_2_tagged.jpg", "box-2/flower_1.jpg")
+KEEP = (
+    "box-1/astronaut_2.jpg",
+    "box-2/astronaut_3.jpg",
+    "box-1/astronaut_4.jpg",
+    "box-1/camera_2.jpg",
+    "box-2/camera_4.jpg",
+    "box-2/grace_hopper_2.jpg",
+    "box-1/rocket_2_tagged.jpg",
+    "box-2/flower_1.jpg",
+)
 KEYS = {0: "1", 90: "2", 180: "3", 270: "4"}
 
 
@@ -66,9 +74,17 @@ def browser():
     if not os.path.exists(CHROMIUM):
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
         yield browser
         browser.close()
 
@@ -100,7 +116,8 @@ def demo_archive(tmp_path) -> tuple[Path, dict[str, int]]:
 
 
 def test_operator_reviews_in_the_browser_and_the_decisions_are_applied_and_learnt(
-        prefect_server, demo_archive, tmp_path, page_server, browser):
+    prefect_server, demo_archive, tmp_path, page_server, browser
+):
     from flows.apply_review import apply_review
     from flows.autorotate import autorotate
     from flows.review import create_app
@@ -140,7 +157,9 @@ def test_operator_reviews_in_the_browser_and_the_decisions_are_applied_and_learn
     shot(page, "review-2-decided.png")
 
     page.select_option("#folder", "box-2")  # accept the suggestions for a whole folder at once
-    page.wait_for_function("() => [...document.querySelectorAll('#list .name')].every(n => n.innerText.startsWith('box-2/'))")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#list .name')].every(n => n.innerText.startsWith('box-2/'))"
+    )
     open_in_box2 = [p for p in truth if p.startswith("box-2/") and p not in decided]
     page.click("#accept-all")
     page.wait_for_selector("#toast:not([hidden])")
@@ -153,10 +172,15 @@ def test_operator_reviews_in_the_browser_and_the_decisions_are_applied_and_learn
     for rel, turn in decided.items():
         assert (states[rel]["state"], states[rel]["decision_deg"]) == ("decided", turn)
     for rel in open_in_box2:
-        assert (states[rel]["state"], states[rel]["decision_deg"]) == ("decided", states[rel]["suggested_deg"])
+        assert (states[rel]["state"], states[rel]["decision_deg"]) == (
+            "decided",
+            states[rel]["suggested_deg"],
+        )
         decided[rel] = states[rel]["suggested_deg"]
     box2 = [p for p in truth if p.startswith("box-2/")]
-    assert page.inner_text("#progress-text") == f"{len(box2)} of {len(box2)} reviewed"  # still box2 after a reload
+    assert (
+        page.inner_text("#progress-text") == f"{len(box2)} of {len(box2)} reviewed"
+    )  # still box2 after a reload
     page.select_option("#folder", "")
     page.wait_for_function(f"() => document.querySelectorAll('#list .entry').length === {len(truth)}")
     assert page.locator("#list .entry.decided").count() == len(decided)
@@ -191,6 +215,8 @@ def test_operator_reviews_in_the_browser_and_the_decisions_are_applied_and_learn
     page.reload()
     pictures_loaded(page)
     page.select_option("#state", "applied")
-    page.wait_for_function(f"() => document.querySelectorAll('#list .entry.applied').length === {len(turned)}")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#list .entry.applied').length === {len(turned)}"
+    )
     shot(page, "review-4-applied.png")
     assert errors == []

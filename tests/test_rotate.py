@@ -42,9 +42,7 @@ def exif_with(orientation: int | None = None, **tags: object) -> Image.Exif:
     return exif
 
 
-def jpeg(
-    arr: np.ndarray, orientation: int | None = None, mode: str | None = None, **save: object
-) -> bytes:
+def jpeg(arr: np.ndarray, orientation: int | None = None, mode: str | None = None, **save: object) -> bytes:
     img = Image.fromarray(arr)
     if mode:
         img = img.convert(mode)
@@ -81,9 +79,7 @@ def sos(data: bytes) -> bytes:
 
 @pytest.mark.parametrize("exif", range(1, 9))
 @pytest.mark.parametrize("rotation", [0, 90, 180, 270])
-def test_jpeg_lossless_any_exif_orientation_ends_upright_with_orientation_1(
-    exif: int, rotation: int
-) -> None:
+def test_jpeg_lossless_any_exif_orientation_ends_upright_with_orientation_1(exif: int, rotation: int) -> None:
     arr = upright()
     original = jpeg(stored_for(arr, exif, rotation), orientation=exif)
     out = rotate_bytes(original, rotation, "lossless", exif_orientation=exif)
@@ -330,11 +326,7 @@ def test_palette_png_keeps_palette_transparency_text_icc_and_dpi() -> None:
     assert out.method == "reencode"
     result, before = Image.open(io.BytesIO(out.data)), Image.open(buf)
     assert result.mode == "P" and result.getpalette() == before.getpalette()
-    assert (
-        result.info["transparency"]
-        == before.info["transparency"]
-        == bytes([0, 128, 255, 255, 255, 255])
-    )
+    assert result.info["transparency"] == before.info["transparency"] == bytes([0, 128, 255, 255, 255, 255])
     assert result.text["Title"] == "Wedding" and result.info["icc_profile"] == icc
     assert tuple(round(v) for v in result.info["dpi"]) == (300, 300)
     assert np.array_equal(np.asarray(result), arr)

@@ -78,7 +78,9 @@ def archive(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("where", ["same", "inside", "around"])
-def test_1_a_mirror_folder_overlapping_the_archive_is_refused_before_anything(archive: Path, where: str) -> None:
+def test_1_a_mirror_folder_overlapping_the_archive_is_refused_before_anything(
+    archive: Path, where: str
+) -> None:
     out = {"same": archive, "inside": archive / "sub", "around": archive.parent}[where]
     before = archive_contents(archive)
     with pytest.raises(MirrorConflict, match="choose a folder outside the archive"):
@@ -96,7 +98,9 @@ def test_1_a_mirror_never_overwrites_a_file_it_did_not_create(archive: Path, tmp
     assert rows["sub/b.jpg"]["applied"] and (out / "sub" / "b.jpg").exists()
 
 
-def test_1_a_copy_orient_wrote_is_backed_up_and_journaled_when_replaced(archive: Path, tmp_path: Path) -> None:
+def test_1_a_copy_orient_wrote_is_backed_up_and_journaled_when_replaced(
+    archive: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "corrected"
     originals = archive_contents(archive)
     first = run_with_decisions(archive, 90, out_dir=out)
@@ -168,8 +172,9 @@ def _swap_folder_for_link(root: Path, outside: Path, how: str):
 
 
 @pytest.mark.parametrize("how", ["renamed", "moved-out"])
-def test_3_a_folder_swapped_for_a_link_during_the_apply_window_is_not_followed(archive: Path, tmp_path: Path,
-                                                                               how: str) -> None:
+def test_3_a_folder_swapped_for_a_link_during_the_apply_window_is_not_followed(
+    archive: Path, tmp_path: Path, how: str
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     bait = jpeg(outside / "b.jpg", 2)
@@ -252,7 +257,9 @@ def _mpo() -> bytes:
     first[:16, :24] = 255
     second = first[::-1].copy()
     buf = io.BytesIO()
-    Image.fromarray(first).save(buf, "MPO", save_all=True, append_images=[Image.fromarray(second)], quality=90)
+    Image.fromarray(first).save(
+        buf, "MPO", save_all=True, append_images=[Image.fromarray(second)], quality=90
+    )
     return buf.getvalue()
 
 
@@ -287,8 +294,13 @@ def test_7_a_flagged_photo_deep_in_a_folder_tree_gets_a_picture_that_fits(tmp_pa
     assert row["action"] == "flag" and row["error"] is None
     assert run.summary["flagged_dir"] is None  # a flag decided without a model has no picture...
     writer = ReportWriter(tmp_path / "r.parquet")
-    long_row = ReportRow(path=str(deep / "scan.jpg"), path_bytes=os.fsencode(deep / "scan.jpg"),
-                         sha256_before="ab" * 32, action="flag", thumbnail_png=b"\x89PNG fake")
+    long_row = ReportRow(
+        path=str(deep / "scan.jpg"),
+        path_bytes=os.fsencode(deep / "scan.jpg"),
+        sha256_before="ab" * 32,
+        action="flag",
+        thumbnail_png=b"\x89PNG fake",
+    )
     writer.add([long_row])  # ...so write one as a run with a model would
     writer.close()
     [picture] = (tmp_path / "r_flagged").iterdir()
@@ -297,8 +309,13 @@ def test_7_a_flagged_photo_deep_in_a_folder_tree_gets_a_picture_that_fits(tmp_pa
 
 
 def test_7_a_picture_that_cannot_be_written_is_a_note_not_a_failed_run(tmp_path: Path) -> None:
-    row = ReportRow(path="a.jpg", path_bytes=b"a.jpg", sha256_before="cd" * 32, action="flag",
-                    thumbnail_png=b"\x89PNG fake")
+    row = ReportRow(
+        path="a.jpg",
+        path_bytes=b"a.jpg",
+        sha256_before="cd" * 32,
+        action="flag",
+        thumbnail_png=b"\x89PNG fake",
+    )
     (tmp_path / "r_flagged" / picture_name(row)).mkdir(parents=True)  # something in the way
     with ReportWriter(tmp_path / "r.parquet") as writer:
         writer.add([row])
@@ -319,11 +336,21 @@ def test_8_a_file_whose_name_is_near_255_bytes_is_rotated(tmp_path: Path) -> Non
 # 9 ------------------------------------------------------------------ repeated undo
 
 
-def test_9_undoing_the_same_report_twice_is_a_success_with_nothing_left(archive: Path, tmp_path: Path) -> None:
+def test_9_undoing_the_same_report_twice_is_a_success_with_nothing_left(
+    archive: Path, tmp_path: Path
+) -> None:
     originals = archive_contents(archive)
     run = run_with_decisions(archive)
-    first, second = (subprocess.run([sys.executable, "-m", "flows.cli", "undo", str(run.report_path)],
-                                    capture_output=True, text=True, cwd=REPO, check=False) for _ in range(2))
+    first, second = (
+        subprocess.run(
+            [sys.executable, "-m", "flows.cli", "undo", str(run.report_path)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            check=False,
+        )
+        for _ in range(2)
+    )
     assert first.returncode == 0 and "restored 2 of 2" in first.stdout
     assert second.returncode == 0 and "nothing left to undo" in second.stdout
     assert "not restored" not in second.stderr and "error" not in second.stderr
@@ -338,7 +365,9 @@ def test_an_aborted_run_names_itself_and_how_to_undo(archive: Path) -> None:
         if stage == "planned" and rel == "sub/b.jpg":
             raise JournalError("disk I/O error")
 
-    with pytest.raises(RunAborted, match=r"run \S+ stopped: disk I/O error.*orient undo \S+ --archive") as caught:
+    with pytest.raises(
+        RunAborted, match=r"run \S+ stopped: disk I/O error.*orient undo \S+ --archive"
+    ) as caught:
         run_with_decisions(archive, on_stage=failing_journal)
     run_id = str(caught.value).split()[1]
     assert undo_run(run_id, archive, announce=lambda line: None).outcomes  # a.jpg was done, and undoes
@@ -395,8 +424,12 @@ def _journal_sql(root: Path, sql: str, params: tuple = (), fetch: bool = False):
 def _exiftool(tmp: Path, data: bytes) -> dict[str, str]:
     path = tmp / "probe.jpg"
     path.write_bytes(data)
-    out = subprocess.run(["exiftool", "-s", "-G1", "-a", "-n", "-EXIF:all", str(path)], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["exiftool", "-s", "-G1", "-a", "-n", "-EXIF:all", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     found = (re.match(r"\[(\w+)\]\s+(\S+)\s*:\s*(.*)", line) for line in out.splitlines())
     return {f"{m[1]}:{m[2]}": m[3].strip() for m in found if m}
 
@@ -406,10 +439,17 @@ def test_the_commands_temporary_server_cannot_outlive_it(tmp_path):
     import signal
 
     parent = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom flows.server import spawn_bound\n"
-         "child = spawn_bound([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
-         "print(child.pid, flush=True)\ntime.sleep(300)\n"],
-        cwd=REPO, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom flows.server import spawn_bound\n"
+            "child = spawn_bound([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+            "print(child.pid, flush=True)\ntime.sleep(300)\n",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     child = int(parent.stdout.readline())
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()

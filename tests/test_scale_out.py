@@ -26,6 +26,8 @@ def test_a_dask_cluster_gives_the_same_rows_as_a_local_run(prefect_server, tiny_
     here = autorotate_flow_for(local)(str(tmp_path / "archive"), local, state_dir=str(tmp_path / "a"))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         remote_cfg = local.model_copy(update={"dask_address": cluster.scheduler_address})
-        there = autorotate_flow_for(remote_cfg)(str(tmp_path / "archive"), remote_cfg, state_dir=str(tmp_path / "b"))
+        there = autorotate_flow_for(remote_cfg)(
+            str(tmp_path / "archive"), remote_cfg, state_dir=str(tmp_path / "b")
+        )
     assert there["files"] == here["files"] == CHUNK + 6
     assert rows(there) == rows(here)

@@ -18,9 +18,19 @@ def test_tiny_cnn_learns_orientation_well_above_chance(tiny_model):
     card = json.loads((tiny_model / "card.json").read_text())
     assert card["val_accuracy"] > 0.8  # chance is 0.25
     assert card["architecture"] == "tiny" and card["device"] == "cpu"
-    for key in ("input_size", "normalization", "classes", "temperature", "training_manifest_sha256",
-                "training_sources", "val_per_class_accuracy", "confusion_matrix", "ece",
-                "training_seconds", "package_versions"):
+    for key in (
+        "input_size",
+        "normalization",
+        "classes",
+        "temperature",
+        "training_manifest_sha256",
+        "training_sources",
+        "val_per_class_accuracy",
+        "confusion_matrix",
+        "ece",
+        "training_seconds",
+        "package_versions",
+    ):
         assert key in card, key
     assert sum(map(sum, card["confusion_matrix"])) == card["val_images"]
     assert card["val_nll"] <= card["val_nll_before_calibration"] + 1e-9

@@ -16,7 +16,9 @@ from orient_model.model.augment import CHANCES, scan_look
 from orient_model.synthetic import write_scenes
 from orient_model.training_set import find_photos, process_source, read_manifest, split_of, write_manifest
 
-CFG = TrainingSetConfig(copy_size=64, crops_per_photo=1, val_fraction=0.3, calibration_fraction=0.0, test_fraction=0.0)
+CFG = TrainingSetConfig(
+    copy_size=64, crops_per_photo=1, val_fraction=0.3, calibration_fraction=0.0, test_fraction=0.0
+)
 
 
 def make_all(src, out, cfg=CFG):
@@ -28,12 +30,25 @@ def test_copies_are_the_upright_photo_turned_counter_clockwise(tmp_path):
     rows = make_all(tmp_path / "src", tmp_path / "data")
     assert len(rows) == 12
     for sha in {r.source_sha256 for r in rows}:
-        copies = {r.rotation_deg: np.asarray(Image.open(tmp_path / "data" / r.copy_path), float)
-                  for r in rows if r.source_sha256 == sha}
+        copies = {
+            r.rotation_deg: np.asarray(Image.open(tmp_path / "data" / r.copy_path), float)
+            for r in rows
+            if r.source_sha256 == sha
+        }
         upright = copies[0]
         for angle in (90, 180, 270):
-            assert os.path.basename(os.path.dirname(tmp_path / "data" / next(
-                r.copy_path for r in rows if r.source_sha256 == sha and r.rotation_deg == angle))) == f"{angle:03d}"
+            assert (
+                os.path.basename(
+                    os.path.dirname(
+                        tmp_path
+                        / "data"
+                        / next(
+                            r.copy_path for r in rows if r.source_sha256 == sha and r.rotation_deg == angle
+                        )
+                    )
+                )
+                == f"{angle:03d}"
+            )
             expected = np.rot90(upright, angle // 90)  # numpy rot90 turns counter-clockwise
             assert np.abs(copies[angle] - expected).mean() < 4  # same picture, only re-encoded
 
@@ -94,6 +109,7 @@ def test_rerun_does_no_work_twice(tmp_path):
 
 # --- No label leak through artifacts ---------------------------------------------------------
 
+
 def isotropic_texture(rng, size=384) -> Image.Image:
     """Content with no up: blurred colour noise looks the same at every quarter turn."""
     noise = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
@@ -107,9 +123,11 @@ def artifact_features(img: Image.Image) -> list[float]:
     for c in range(3):
         ch = ycc[..., c]
         dx, dy = np.abs(np.diff(ch, axis=1)), np.abs(np.diff(ch, axis=0))
-        feats += [dx.mean() - dy.mean(),
-                  dx[:, 7::8].mean() - dx.mean() - (dy[7::8].mean() - dy.mean()),
-                  np.log(dx.var() + 1) - np.log(dy.var() + 1)]
+        feats += [
+            dx.mean() - dy.mean(),
+            dx[:, 7::8].mean() - dx.mean() - (dy[7::8].mean() - dy.mean()),
+            np.log(dx.var() + 1) - np.log(dy.var() + 1),
+        ]
     return feats
 
 
@@ -129,8 +147,9 @@ def textured_sources(tmp_path_factory):
     return folder
 
 
-LEAK_CFG = TrainingSetConfig(copy_size=96, crops_per_photo=1, val_fraction=0.0, calibration_fraction=0.0,
-                             test_fraction=0.0)
+LEAK_CFG = TrainingSetConfig(
+    copy_size=96, crops_per_photo=1, val_fraction=0.0, calibration_fraction=0.0, test_fraction=0.0
+)
 
 
 @pytest.fixture(scope="module")

@@ -30,12 +30,15 @@ def make_archive(root: Path, n: int = 6, seed: int = 3) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         angle = orientation.ROTATIONS[i % 4]
-        orientation.apply(scene(rng, 320, 240), orientation.COUNTER_CLOCKWISE[angle]).save(root / f"s{i}.jpg",
-                                                                                           quality=90)
+        orientation.apply(scene(rng, 320, 240), orientation.COUNTER_CLOCKWISE[angle]).save(
+            root / f"s{i}.jpg", quality=90
+        )
 
 
 def cfg(model: Path, **kw) -> AutorotateConfig:
-    return AutorotateConfig(**{"model": str(model), "threshold": 0.5, "saliency": "off", "device": "cpu", **kw})
+    return AutorotateConfig(
+        **{"model": str(model), "threshold": 0.5, "saliency": "off", "device": "cpu", **kw}
+    )
 
 
 def judgements(state: Path) -> int:
@@ -46,7 +49,9 @@ def judgements(state: Path) -> int:
         journal.close()
 
 
-def test_an_unchanged_archive_is_carried_over_and_changes_are_judged_again(prefect_server, tiny_model, tmp_path):
+def test_an_unchanged_archive_is_carried_over_and_changes_are_judged_again(
+    prefect_server, tiny_model, tmp_path
+):
     from flows.autorotate import autorotate
 
     root, state = tmp_path / "archive", tmp_path / "state"
@@ -126,7 +131,9 @@ def test_the_deployment_on_a_real_server_has_its_time_zone_and_no_overlap(prefec
 
     root = tmp_path / "scans"
     root.mkdir()
-    deployment = nightly_deployment(str(root), "0 2 * * *", "America/Chicago", AutorotateConfig(apply="lossless"))
+    deployment = nightly_deployment(
+        str(root), "0 2 * * *", "America/Chicago", AutorotateConfig(apply="lossless")
+    )
     deployment_id = deployment.apply()
     with get_client(sync_client=True) as client:
         stored = client.read_deployment(deployment_id)
@@ -138,8 +145,14 @@ def test_the_deployment_on_a_real_server_has_its_time_zone_and_no_overlap(prefec
 
 
 def orient(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_a_run_with_a_bad_file_says_so_in_its_exit_code_json_and_event(tiny_model, cli_env, tmp_path):
@@ -150,15 +163,28 @@ def test_a_run_with_a_bad_file_says_so_in_its_exit_code_json_and_event(tiny_mode
     make_archive(root, 2)
     (root / "torn.jpg").write_bytes((root / "s0.jpg").read_bytes()[:400])
     started = time.time()
-    result = orient(["autorotate", str(root), "--model", str(tiny_model), "--saliency", "off", "--json",
-                     "--state-dir", str(tmp_path / "state")], cli_env)
+    result = orient(
+        [
+            "autorotate",
+            str(root),
+            "--model",
+            str(tiny_model),
+            "--saliency",
+            "off",
+            "--json",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        cli_env,
+    )
     assert result.returncode == 3, result.stderr[-2000:]
     summary = json.loads(result.stdout)  # stdout holds the JSON and nothing else
     assert summary["counts"]["error"] == 1 and summary["files"] == 3
     with get_client(sync_client=True) as client:
         for _ in range(50):  # events are written by the server shortly after the run
-            page = client.read_events(EventFilter(event=EventNameFilter(name=["orient.autorotate.completed"])),
-                                      limit=50)
+            page = client.read_events(
+                EventFilter(event=EventNameFilter(name=["orient.autorotate.completed"])), limit=50
+            )
             mine = [e for e in page.events if e.payload.get("run_id") == summary["run_id"]]
             if mine:
                 break
@@ -173,16 +199,25 @@ def test_every_user_error_is_one_line(tmp_path, cli_env):
     import torch
 
     cases = [
-        (["autorotate", str(tmp_path / "archive"), "--config", str(tmp_path / "broken.yaml")], "not valid YAML"),
-        *([] if torch.cuda.is_available() else [(["autorotate", str(tmp_path / "archive"), "--device", "cuda"],
-                                                 "no CUDA GPU")]),
+        (
+            ["autorotate", str(tmp_path / "archive"), "--config", str(tmp_path / "broken.yaml")],
+            "not valid YAML",
+        ),
+        *(
+            []
+            if torch.cuda.is_available()
+            else [(["autorotate", str(tmp_path / "archive"), "--device", "cuda"], "no CUDA GPU")]
+        ),
         (["undo", str(tmp_path / "missing.parquet")], "report not found"),
         (["undo", "20261129-000000-abcdef"], "neither a report file nor"),
     ]
     for args, needle in cases:
         result = orient(args, env)
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-        assert result.returncode == 1 and len(errors) == 1 and needle in errors[0], (args, result.stderr[-1500:])
+        assert result.returncode == 1 and len(errors) == 1 and needle in errors[0], (
+            args,
+            result.stderr[-1500:],
+        )
         assert "Traceback" not in result.stderr
     version = orient(["--version"], env)
     assert version.returncode == 0 and version.stdout.startswith("orient, version")

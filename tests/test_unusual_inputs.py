@@ -27,7 +27,7 @@ def build(root: Path) -> None:
     root.mkdir()
     img = sideways_scene(1)
     arr = np.asarray(img)
-    gray16 = (np.asarray(img.convert("L"), np.uint16) * 257)
+    gray16 = np.asarray(img.convert("L"), np.uint16) * 257
     tifffile.imwrite(root / "gray16.tif", gray16)
     tifffile.imwrite(root / "rgb48.tif", arr.astype(np.uint16) * 257, photometric="rgb")
     with tifffile.TiffWriter(root / "pages.tif") as tif:
@@ -101,8 +101,13 @@ def test_bad_scans_are_reported_and_left_untouched(prefect_server, tiny_model, t
     before = {p.name: sha(p) for p in root.iterdir()}
     cfg = AutorotateConfig(model=str(tiny_model), threshold=0.0, apply="lossless", max_pixels=10_000_000)
     rows = {r["path"]: r for r in read_report(Path(autorotate(str(root), cfg)["report"])).to_pylist()}
-    expected = {"zero.jpg": "empty file", "truncated.jpg": "truncated", "readme.jpg": "not an image",
-                "bomb.png": "too large", "bogus-exif.jpg": "bogus EXIF orientation"}
+    expected = {
+        "zero.jpg": "empty file",
+        "truncated.jpg": "truncated",
+        "readme.jpg": "not an image",
+        "bomb.png": "too large",
+        "bogus-exif.jpg": "bogus EXIF orientation",
+    }
     for name, message in expected.items():
         assert rows[name]["action"] == "error" and message in rows[name]["error"], rows[name]
         assert sha(root / name) == before[name]

@@ -36,7 +36,9 @@ def main() -> None:
     for r in records:
         sets.setdefault(r["set"], []).append((str(args.photos / r["file"]), r.get("kinds") or []))
     out = {}
-    print(f"{'model':<28}{'set':<9}{'photos':>7}{'accuracy':>10}{'coverage':>10}{'wrong auto':>14}{'threshold':>11}")
+    print(
+        f"{'model':<28}{'set':<9}{'photos':>7}{'accuracy':>10}{'coverage':>10}{'wrong auto':>14}{'threshold':>11}"
+    )
     for ref in args.models:
         loaded = load_model(resolve_model_path(ref))
         looking = Looking(loaded.views, True)
@@ -46,8 +48,11 @@ def main() -> None:
         for name, photos in sorted(sets.items()):
             m = metrics(score_photos(predictor, photos), looking, loaded.temperature_for(looking), threshold)
             out[f"{loaded.version}/{name}"] = m
-            print(f"{loaded.version[:27]:<28}{name:<9}{m['photos']:>7}{m['accuracy']:>10.3f}{m['coverage']:>10.2f}"
-                  f"{m['wrong_automatic']:>7}/{m['automatic']:<6}{threshold:>11.4f}", flush=True)
+            print(
+                f"{loaded.version[:27]:<28}{name:<9}{m['photos']:>7}{m['accuracy']:>10.3f}{m['coverage']:>10.2f}"
+                f"{m['wrong_automatic']:>7}/{m['automatic']:<6}{threshold:>11.4f}",
+                flush=True,
+            )
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 

@@ -10,6 +10,7 @@ Two sets: `scenes` (natural scene photographs) and `people` (people, groups, old
 Run it with the project's .venv/bin/python (it needs scikit-image, scikit-learn and matplotlib to
 find the demo photos, which are kept out of this set too).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,7 @@ from corpus import (  # noqa: E402
 
 DEBS = Path(os.environ.get("EVAL_DEBS", "/tmp/evaldebs"))
 MAX_SIDE = 1024
-FRAMES_PER_SEQUENCE = 3   # video and camera sequences: a few evenly spaced frames, not hundreds of near-copies
+FRAMES_PER_SEQUENCE = 3  # video and camera sequences: a few evenly spaced frames, not hundreds of near-copies
 
 # (package, folder inside the package, default set)
 PACKAGES = [
@@ -52,9 +53,19 @@ PACKAGES = [
     ("opencv-doc", "usr/share/doc/opencv-doc", "scenes"),
     ("libdlib19.1", "usr/share/doc/libdlib19.1/examples", "scenes"),
 ]
-SEQUENCES = {   # folders holding numbered frames of one camera run
-    "visp-images-data": ["mire-2", "cube", "mbt/cube", "ellipse-1", "line", "warp", "mbt-depth/castel/castel",
-                         "mbt-depth/Castle-simu/Images", "AprilTag/benchmark/640x480", "AprilTag/benchmark/1920x1080"],
+SEQUENCES = {  # folders holding numbered frames of one camera run
+    "visp-images-data": [
+        "mire-2",
+        "cube",
+        "mbt/cube",
+        "ellipse-1",
+        "line",
+        "warp",
+        "mbt-depth/castel/castel",
+        "mbt-depth/Castle-simu/Images",
+        "AprilTag/benchmark/640x480",
+        "AprilTag/benchmark/1920x1080",
+    ],
     "libdlib19.1": ["video_frames"],
 }
 # (repository, folder, default set, licence)
@@ -81,8 +92,11 @@ def package_license(pkg: str, root: Path, rel: str) -> str:
 
 
 def image_files(base: Path, sequences: list[str]) -> list[Path]:
-    files = sorted(p for p in base.rglob("*")
-                   if p.is_file() and not p.is_symlink() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p
+        for p in base.rglob("*")
+        if p.is_file() and not p.is_symlink() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
     for folder in sequences:
         frames = [p for p in files if p.parent == base / folder]
         files = [p for p in files if p.parent != base / folder] + evenly(frames, FRAMES_PER_SEQUENCE)
@@ -97,9 +111,19 @@ def candidates() -> list[Candidate]:
         base = root / folder
         for p in image_files(base, SEQUENCES.get(pkg, [])):
             rel = str(p.relative_to(base))
-            out.append(Candidate(pkg, rel, p, "/" + str(p.relative_to(root)), package_license(pkg, root, str(p.relative_to(root))),
-                                 version, ("scene",) if group == "scenes" else ("people",), group,
-                                 min_side=200 if pkg == "opencv-doc" else 96))
+            out.append(
+                Candidate(
+                    pkg,
+                    rel,
+                    p,
+                    "/" + str(p.relative_to(root)),
+                    package_license(pkg, root, str(p.relative_to(root))),
+                    version,
+                    ("scene",) if group == "scenes" else ("people",),
+                    group,
+                    min_side=200 if pkg == "opencv-doc" else 96,
+                )
+            )
     for repo, folder, group, lic in REPOS:
         root = repo_dir(repo)
         commit = repo_commit(repo, HERE / "repos.json")
@@ -114,13 +138,16 @@ def candidates() -> list[Candidate]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sheets", type=Path, help="write contact sheets of the candidates here and stop")
-    ap.add_argument("--unseen", action="store_true", help="with --sheets: only the candidates not reviewed yet")
+    ap.add_argument(
+        "--unseen", action="store_true", help="with --sheets: only the candidates not reviewed yet"
+    )
     args = ap.parse_args()
     dedupe = Deduper()
     seed_deduper(dedupe, demo_photo_files(), "demo")
     review = Review.load(HERE / "review.json")
-    records, dropped = build(candidates(), review, EVALPHOTOS, MAX_SIDE, dedupe, sheets=args.sheets,
-                             unseen_only=args.unseen)
+    records, dropped = build(
+        candidates(), review, EVALPHOTOS, MAX_SIDE, dedupe, sheets=args.sheets, unseen_only=args.unseen
+    )
     if args.sheets:
         print("sheets in", args.sheets)
         return

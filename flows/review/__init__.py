@@ -83,8 +83,13 @@ def _status(exc: Exception) -> int:
     return 400
 
 
-def create_app(archive: str | Path, reviewer: str | None = None, state_dir: str | Path | None = None,
-               reports: list[str | Path] | None = None, allowed_hosts: list[str] | None = None) -> FastAPI:
+def create_app(
+    archive: str | Path,
+    reviewer: str | None = None,
+    state_dir: str | Path | None = None,
+    reports: list[str | Path] | None = None,
+    allowed_hosts: list[str] | None = None,
+) -> FastAPI:
     """The review app for one archive (``allowed_hosts``: host names requests may carry)."""
     queue = ReviewQueue(archive, state_dir, reports or ())
     pictures = Pictures(queue.root)
@@ -129,21 +134,30 @@ def create_app(archive: str | Path, reviewer: str | None = None, state_dir: str 
         return FileResponse(STATIC / "index.html", headers=_NO_STORE)
 
     @app.get("/api/state")
-    def queue_state(kind: Literal["flagged", "automatic", "rotate", "keep", "all"] = "flagged",
-              folder: str | None = None, min_confidence: float | None = None,
-              max_confidence: float | None = None,
-              state: Literal["any", "unreviewed", "decided", "applied"] = "any") -> JSONResponse:
+    def queue_state(
+        kind: Literal["flagged", "automatic", "rotate", "keep", "all"] = "flagged",
+        folder: str | None = None,
+        min_confidence: float | None = None,
+        max_confidence: float | None = None,
+        state: Literal["any", "unreviewed", "decided", "applied"] = "any",
+    ) -> JSONResponse:
         everything = items()
         in_kind = select(everything, kind)
         in_range = select(in_kind, kind, folder, min_confidence, max_confidence)
         shown = select(in_range, kind, None, None, None, state)
         counts = {k: progress(select(everything, k)) for k in KINDS}
-        return JSONResponse({
-            "archive": str(queue.root), "reviewer": who, "kind": kind,
-            "progress": progress(in_range), "counts": counts,
-            "folders": sorted({i.folder for i in in_kind}),
-            "items": [i.as_json() for i in shown],
-        }, headers=_NO_STORE)
+        return JSONResponse(
+            {
+                "archive": str(queue.root),
+                "reviewer": who,
+                "kind": kind,
+                "progress": progress(in_range),
+                "counts": counts,
+                "folders": sorted({i.folder for i in in_kind}),
+                "items": [i.as_json() for i in shown],
+            },
+            headers=_NO_STORE,
+        )
 
     @app.get("/api/items/{item_id}")
     def item(item_id: str) -> JSONResponse:
@@ -177,23 +191,36 @@ def create_app(archive: str | Path, reviewer: str | None = None, state_dir: str 
 
     @app.post("/api/accept")
     def accept(selection: Selection) -> JSONResponse:
-        chosen = select(items(), selection.kind, selection.folder, selection.min_confidence,
-                        selection.max_confidence, "unreviewed")
+        chosen = select(
+            items(),
+            selection.kind,
+            selection.folder,
+            selection.min_confidence,
+            selection.max_confidence,
+            "unreviewed",
+        )
         if selection.ids is not None:
             wanted = set(selection.ids)
             chosen = [i for i in chosen if i.id in wanted]
         accepted = queue.accept_suggestions(chosen, who)
         snapshot["at"] = 0.0
-        return JSONResponse({"accepted": len(accepted), "items": [i.as_json() for i in accepted]},
-                            headers=_NO_STORE)
+        return JSONResponse(
+            {"accepted": len(accepted), "items": [i.as_json() for i in accepted]}, headers=_NO_STORE
+        )
 
     @app.get("/photo/{rel_path:path}")
     def photo(rel_path: str) -> Response:
         """The photo at full size (as displayed), for a closer look; only this archive's files."""
         try:
             data = full_view(queue.root, rel_path)
-        except (OutsideArchive, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
-                ImageReadError):
+        except (
+            OutsideArchive,
+            FileNotFoundError,
+            NotADirectoryError,
+            IsADirectoryError,
+            PermissionError,
+            ImageReadError,
+        ):
             raise HTTPException(404, "no such photo in this archive") from None
         return Response(data, media_type="image/jpeg", headers=_NO_STORE)
 
@@ -206,13 +233,20 @@ def check_port_free(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
-            raise OrientError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
-                              "choose another port with --port") from None
+            raise OrientError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another port with --port"
+            ) from None
 
 
-def serve(archive: str | Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT, reviewer: str | None = None,
-          state_dir: str | Path | None = None, reports: list[str | Path] | None = None,
-          announce=print) -> None:
+def serve(
+    archive: str | Path,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    reviewer: str | None = None,
+    state_dir: str | Path | None = None,
+    reports: list[str | Path] | None = None,
+    announce=print,
+) -> None:
     """Serve the review page until interrupted (Ctrl+C); every decision is already saved."""
     import uvicorn
 
@@ -224,16 +258,24 @@ def serve(archive: str | Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT
     found = queue.items()
     if not queue.report_paths():
         places = ", ".join(str(f / "reports") for f in queue.folders.all)
-        announce(f"no reports of this archive in {places}: run `orient autorotate {archive}` first "
-                 "(or give --report / --state-dir)")
+        announce(
+            f"no reports of this archive in {places}: run `orient autorotate {archive}` first "
+            "(or give --report / --state-dir)"
+        )
     else:
         flagged, automatic = progress(select(found, "flagged")), progress(select(found, "automatic"))
-        announce(f"{flagged['total']} flagged photos ({flagged['reviewed']} reviewed), "
-                 f"{automatic['total']} automatic decisions to audit")
+        announce(
+            f"{flagged['total']} flagged photos ({flagged['reviewed']} reviewed), "
+            f"{automatic['total']} automatic decisions to audit"
+        )
     app = create_app(archive, reviewer, state_dir, reports, allowed_hosts=hosts)
     shown = f"[{host}]" if ":" in host else host
-    announce(f"review page for {Path(archive).resolve()}: http://{shown}:{port}/  (Ctrl+C to stop; "
-             "decisions are saved as you make them)")
+    announce(
+        f"review page for {Path(archive).resolve()}: http://{shown}:{port}/  (Ctrl+C to stop; "
+        "decisions are saved as you make them)"
+    )
     if host not in LOOPBACK:
-        announce(f"warning: listening on {host}: anyone who can reach this machine can see the photos and decide")
+        announce(
+            f"warning: listening on {host}: anyone who can reach this machine can see the photos and decide"
+        )
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()

@@ -17,7 +17,11 @@ def read_journal(state: str | os.PathLike[str]) -> list[dict]:
     """A read-only snapshot of a state folder's journal, safe while a run is writing to it;
     ``[]`` before the first change. ``state`` is the state folder or the archive holding it."""
     state = Path(state)
-    path = (state / "journal.sqlite") if (state / "journal.sqlite").exists() else state / STATE_DIRNAME / "journal.sqlite"
+    path = (
+        (state / "journal.sqlite")
+        if (state / "journal.sqlite").exists()
+        else state / STATE_DIRNAME / "journal.sqlite"
+    )
     if not path.exists():
         return []
     try:
@@ -128,7 +132,9 @@ def audit(root: Path, originals: dict[str, bytes], final: bool = True) -> dict[s
     problems["corrupt"] += [f"{p}: unexpected file" for p in extra]
     rows = read_journal(root)
     if final:
-        problems["journal"] += [f"{r['rel_path']}: left {r['state']!r}" for r in rows if r["state"] == "planned"]
+        problems["journal"] += [
+            f"{r['rel_path']}: left {r['state']!r}" for r in rows if r["state"] == "planned"
+        ]
     by_path: dict[str, list[dict]] = {}
     for r in rows:
         by_path.setdefault(r["rel_path"], []).append(r)
@@ -136,14 +142,19 @@ def audit(root: Path, originals: dict[str, bytes], final: bool = True) -> dict[s
         if rel not in files:
             continue
         now = sha256_bytes(files[rel])
-        done = [r for r in by_path.get(rel, []) if r["state"] == "done"
-                or (not final and r["state"] == "planned" and r["sha256_after"] == now)]
+        done = [
+            r
+            for r in by_path.get(rel, [])
+            if r["state"] == "done" or (not final and r["state"] == "planned" and r["sha256_after"] == now)
+        ]
         if len(done) > 1:
             problems["double"].append(f"{rel}: {len(done)} done changes (runs {[r['run_id'] for r in done]})")
             continue
         if now == sha256_bytes(original):
             if done:
-                problems["journal"].append(f"{rel}: journal says rotated by {done[0]['run_id']}, file is original")
+                problems["journal"].append(
+                    f"{rel}: journal says rotated by {done[0]['run_id']}, file is original"
+                )
             continue
         if not done:
             problems["corrupt"].append(f"{rel}: changed, but no done change in the journal")

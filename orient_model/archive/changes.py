@@ -95,8 +95,12 @@ def archive_lock(root: str | os.PathLike[str], run_id: str, state: Path | None =
 class Archive:
     """One photo archive and its state. Use it while holding the archive's lock."""
 
-    def __init__(self, root: str | os.PathLike[str], state: str | os.PathLike[str] | None = None,
-                 on_stage: StageHook | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        state: str | os.PathLike[str] | None = None,
+        on_stage: StageHook | None = None,
+    ) -> None:
         self.tree = Tree(root)
         self.root = self.tree.root
         self.state_dir = Path(state) if state is not None else self.root / STATE_DIRNAME
@@ -153,24 +157,40 @@ class Archive:
             data, state = _read_photo(place)
             before = sha256_bytes(data)
             if before != expected_sha256:
-                raise ChangedSinceRead(f"{rel_path}: file changed since it was read; run again to re-check it")
+                raise ChangedSinceRead(
+                    f"{rel_path}: file changed since it was read; run again to re-check it"
+                )
             previous = self.rotated_by(before)
             if previous is not None and out_dir is None:
-                return ApplyResult(False, previous.method, before, before,
-                                   f"already rotated by run {previous.run_id!r}; left as is")
+                return ApplyResult(
+                    False,
+                    previous.method,
+                    before,
+                    before,
+                    f"already rotated by run {previous.run_id!r}; left as is",
+                )
             rotated = rotate_bytes(data, rotation_deg, method, exif_orientation=exif_orientation)
             after = sha256_bytes(rotated.data)
             self.on_stage("verified", rel_path)
             if out_dir is not None:
-                return self._write_copy(out_dir, rel_path, rotated.data, before, rotation_deg,
-                                        rotated.method, run_id, rotated.note)
+                return self._write_copy(
+                    out_dir,
+                    rel_path,
+                    rotated.data,
+                    before,
+                    rotation_deg,
+                    rotated.method,
+                    run_id,
+                    rotated.note,
+                )
             if after == before:
                 return ApplyResult(False, rotated.method, before, after, rotated.note)
             _check_writable(state, (self.root / rel_path).parent, rel_path)
             self._backup(data, before)
             self.on_stage("backed-up", rel_path)
-            change = self.journal.add_change(run_id, rel_path, None, rotation_deg, rotated.method, before,
-                                             before, after, rotated.note)
+            change = self.journal.add_change(
+                run_id, rel_path, None, rotation_deg, rotated.method, before, before, after, rotated.note
+            )
             self.on_stage("planned", rel_path)
             self._replace(change, place, rotated.data, state, before, after)
             self.journal.set_state(change, "done")
@@ -193,8 +213,17 @@ class Archive:
             self._mirrors[out] = Tree(out)
         return self._mirrors[out]
 
-    def _write_copy(self, out_dir: Path, rel_path: str, data: bytes, source_sha256: str, rotation_deg: int,
-                    method: str, run_id: str, note: str | None) -> ApplyResult:
+    def _write_copy(
+        self,
+        out_dir: Path,
+        rel_path: str,
+        data: bytes,
+        source_sha256: str,
+        rotation_deg: int,
+        method: str,
+        run_id: str,
+        note: str | None,
+    ) -> ApplyResult:
         """Put ``data`` at ``rel_path`` in the mirror: a new file, or over a copy orient wrote there
         before (backed up and journaled like any change), never over anything else."""
         tree = self._mirror_tree(out_dir)
@@ -205,7 +234,9 @@ class Archive:
                 existing, state = _read_photo(place)
                 current = sha256_bytes(existing)
                 if current == after:
-                    return ApplyResult(False, method, source_sha256, after, "the output folder already holds this copy")
+                    return ApplyResult(
+                        False, method, source_sha256, after, "the output folder already holds this copy"
+                    )
                 ours = self.journal.last_done_at(tree.root, rel_path)
                 if ours is None or ours.sha256_after != current:
                     raise MirrorConflict(
@@ -213,15 +244,17 @@ class Archive:
                         "not overwritten (choose an empty output folder)"
                     )
                 self._backup(existing, current)
-            change = self.journal.add_change(run_id, rel_path, tree.root, rotation_deg, method, source_sha256,
-                                             current, after, note)
+            change = self.journal.add_change(
+                run_id, rel_path, tree.root, rotation_deg, method, source_sha256, current, after, note
+            )
             self.on_stage("planned", rel_path)
             self._replace(change, place, data, state, current, after)
             self.journal.set_state(change, "done")
         return ApplyResult(True, method, source_sha256, after, note)
 
-    def _replace(self, change: int, place, data: bytes, state: FileState | None, before: str | None,
-                 after: str) -> None:
+    def _replace(
+        self, change: int, place, data: bytes, state: FileState | None, before: str | None, after: str
+    ) -> None:
         try:
             place.replace(data, state, before)
             self.on_stage("replaced", place.rel_path)
@@ -231,12 +264,15 @@ class Archive:
             raise
         except OSError as exc:
             self.journal.set_state(change, "abandoned", f"write failed: {exc}")
-            raise BackupFailed(f"{place.rel_path}: cannot write the new file ({exc.strerror or exc}); "
-                               "original kept") from exc
+            raise BackupFailed(
+                f"{place.rel_path}: cannot write the new file ({exc.strerror or exc}); original kept"
+            ) from exc
         if not ok:
             self.journal.set_state(change, "abandoned", "the new file did not read back")
-            raise BackupFailed(f"{place.rel_path}: the new file did not read back correctly; "
-                               f"the original is in {self.backup_dir / (before or '')}")
+            raise BackupFailed(
+                f"{place.rel_path}: the new file did not read back correctly; "
+                f"the original is in {self.backup_dir / (before or '')}"
+            )
 
     def _backup(self, data: bytes, sha256: str) -> None:
         """Keep the original bytes (verified) before anything is changed."""
@@ -247,8 +283,9 @@ class Archive:
             atomic_write_bytes(path, data)
             ok = sha256_file(path) == sha256
         except OSError as exc:
-            raise BackupFailed(f"cannot write the backup copy to {path} ({exc.strerror or exc}); "
-                               "file not touched") from exc
+            raise BackupFailed(
+                f"cannot write the backup copy to {path} ({exc.strerror or exc}); file not touched"
+            ) from exc
         if not ok:
             raise BackupFailed(f"backup copy at {path} does not read back correctly; file not touched")
 
@@ -290,8 +327,10 @@ class Archive:
             self.journal.set_state(change.id, "abandoned", "interrupted before the file was replaced")
             return f"{where}: change by run {change.run_id!r} never happened; file is as it was"
         self.journal.set_state(change.id, "abandoned", "file changed by something else during the run")
-        return (f"{where}: neither the original nor the new version (changed by something else?); "
-                f"left as is, the original kept in {self.backup_dir}")
+        return (
+            f"{where}: neither the original nor the new version (changed by something else?); "
+            f"left as is, the original kept in {self.backup_dir}"
+        )
 
     def adopt_unfinished(self, run_id: str) -> list[str]:
         """Runs killed before they finished become part of ``run_id``, which completes their work:
@@ -315,8 +354,13 @@ class Archive:
 
     # ------------------------------------------------------------------ undo
 
-    def undo(self, run_id: str, report: dict[str, tuple[str | None, str | None]] | None = None,
-             paths: Iterable[str] | None = None, dry_run: bool = False) -> list[UndoOutcome]:
+    def undo(
+        self,
+        run_id: str,
+        report: dict[str, tuple[str | None, str | None]] | None = None,
+        paths: Iterable[str] | None = None,
+        dry_run: bool = False,
+    ) -> list[UndoOutcome]:
         """Put back what run ``run_id`` (and the interrupted runs it completed) changed.
 
         ``report`` maps each path the run's report says it changed to its (sha256 before, after);
@@ -328,7 +372,9 @@ class Archive:
         changes = [c for c in self.journal.changes(runs) if c.state in ("done", "undone", "planned")]
         if not changes and not self.journal.is_finished(run_id) and run_id not in self.journal.run_ids():
             known = ", ".join(self.journal.run_ids()[-5:]) or "none"
-            raise JournalError(f"no changes recorded for run {run_id!r} in {self.root} (recent runs: {known})")
+            raise JournalError(
+                f"no changes recorded for run {run_id!r} in {self.root} (recent runs: {known})"
+            )
         if paths is not None:
             wanted = set(paths)
             changes = [c for c in changes if c.rel_path in wanted]
@@ -339,8 +385,9 @@ class Archive:
             changes = [c for c in self.journal.changes(runs) if c.id in ids]
         return [self._undo_one(c, dry_run) for c in reversed(changes) if c.state in ("done", "undone")]
 
-    def _check_undo_plan(self, run_id: str, changes: list[Change],
-                         report: dict[str, tuple[str | None, str | None]] | None) -> None:
+    def _check_undo_plan(
+        self, run_id: str, changes: list[Change], report: dict[str, tuple[str | None, str | None]] | None
+    ) -> None:
         """Refuse (before writing anything) a plan that leaves its tree or contradicts the report."""
         for change in changes:
             parts_of(change.rel_path)  # raises OutsideArchive: nothing has been written yet
@@ -374,10 +421,17 @@ class Archive:
                         self.journal.set_state(change.id, "undone")
                     return UndoOutcome(name, "already", "already as it was before the run", root)
                 if current != change.sha256_after:
-                    verb, kept = ("rotated", f" (the original is kept in {self.backup_dir / change.source_sha256})"
-                                  ) if change.in_place else ("wrote", "")
-                    return UndoOutcome(name, "refused", f"changed since run {change.run_id!r} {verb} it; "
-                                       f"not restored{kept}", root)
+                    verb, kept = (
+                        ("rotated", f" (the original is kept in {self.backup_dir / change.source_sha256})")
+                        if change.in_place
+                        else ("wrote", "")
+                    )
+                    return UndoOutcome(
+                        name,
+                        "refused",
+                        f"changed since run {change.run_id!r} {verb} it; not restored{kept}",
+                        root,
+                    )
                 if change.sha256_before is None:  # a copy this run created in a mirror folder
                     if dry_run:
                         return UndoOutcome(name, "would remove", "would remove the copy the run wrote", root)
@@ -386,15 +440,25 @@ class Archive:
                     return UndoOutcome(name, "removed", "removed the copy the run wrote", root)
                 original = self._backup_bytes(change.sha256_before)
                 if original is None:
-                    return UndoOutcome(name, "refused", f"backup {self.backup_dir / change.sha256_before} "
-                                       "is missing or damaged; not restored", root)
+                    return UndoOutcome(
+                        name,
+                        "refused",
+                        f"backup {self.backup_dir / change.sha256_before} "
+                        "is missing or damaged; not restored",
+                        root,
+                    )
                 if dry_run:
-                    return UndoOutcome(name, "would restore", f"would restore the original from before run "
-                                       f"{change.run_id!r}", root)
+                    return UndoOutcome(
+                        name,
+                        "would restore",
+                        f"would restore the original from before run {change.run_id!r}",
+                        root,
+                    )
                 place.replace(original, state, current)
                 self.journal.set_state(change.id, "undone")
-                return UndoOutcome(name, "restored", f"restored the original from before run {change.run_id!r}",
-                                   root)
+                return UndoOutcome(
+                    name, "restored", f"restored the original from before run {change.run_id!r}", root
+                )
         except (OrientError, OSError) as exc:
             return UndoOutcome(name, "refused", f"not restored: {exc}", root)
 
@@ -406,8 +470,13 @@ class Archive:
         return data if sha256_bytes(data) == sha256 else None
 
 
-def undo_from_report(root: str | os.PathLike[str], rows: list[dict], backup_dir: Path,
-                     paths: Iterable[str] | None = None, dry_run: bool = False) -> list[UndoOutcome]:
+def undo_from_report(
+    root: str | os.PathLike[str],
+    rows: list[dict],
+    backup_dir: Path,
+    paths: Iterable[str] | None = None,
+    dry_run: bool = False,
+) -> list[UndoOutcome]:
     """Undo without a journal (it is damaged): each applied report row whose file still holds
     the hash the report recorded gets the backup with the report's original hash back."""
     wanted = None if paths is None else set(paths)
@@ -438,8 +507,13 @@ def undo_from_report(root: str | os.PathLike[str], rows: list[dict], backup_dir:
                     except OSError:
                         original = b""
                     if sha256_bytes(original) != before:
-                        outcomes.append(UndoOutcome(rel, "refused", f"backup {backup_dir / before} is missing "
-                                                    "or damaged; not restored"))
+                        outcomes.append(
+                            UndoOutcome(
+                                rel,
+                                "refused",
+                                f"backup {backup_dir / before} is missing or damaged; not restored",
+                            )
+                        )
                         continue
                     if dry_run:
                         outcomes.append(UndoOutcome(rel, "would restore", "would restore the original"))
@@ -475,6 +549,8 @@ def _read_photo(place) -> tuple[bytes, FileState]:
 
 def _check_writable(state: FileState, folder: Path, rel_path: str) -> None:
     if not state.mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-        raise ReadOnlyFile(f"{rel_path}: file is read-only; make it writable to rotate it, or use an output folder")
+        raise ReadOnlyFile(
+            f"{rel_path}: file is read-only; make it writable to rotate it, or use an output folder"
+        )
     if not os.access(folder, os.W_OK):
         raise ReadOnlyFile(f"{rel_path}: no permission to write in {folder}; not touched")

@@ -173,7 +173,9 @@ def _translated(path: Path) -> Iterator[None]:
         yield
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
-            raise JournalError(f"the journal {path} is locked by another process ({exc}); try again") from None
+            raise JournalError(
+                f"the journal {path} is locked by another process ({exc}); try again"
+            ) from None
         raise JournalError(f"cannot use the journal {path}: {exc}") from None
     except sqlite3.DatabaseError as exc:
         raise JournalDamaged(
@@ -189,7 +191,9 @@ class Journal:
         self.path = Path(path)
         with _translated(self.path):
             if readonly:
-                self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+                self.conn = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30
+                )
             else:
                 self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
                 self.conn.execute("PRAGMA journal_mode=WAL")
@@ -197,7 +201,9 @@ class Journal:
                 self._create_or_migrate()
             self.conn.execute("SELECT count(*) FROM changes").fetchone()  # fails now if damaged
             if readonly and self.conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                raise JournalError(f"the journal {self.path} is from another version of orient; run it once to update")
+                raise JournalError(
+                    f"the journal {self.path} is from another version of orient; run it once to update"
+                )
 
     def _create_or_migrate(self) -> None:
         if self.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
@@ -336,7 +342,9 @@ class Journal:
 
     def done_in_place(self) -> dict[str, str]:
         """Hashes of files an in-place change produced (content hash -> run id)."""
-        rows = self._execute("SELECT sha256_after, run_id FROM changes WHERE state = 'done' AND target_root IS NULL")
+        rows = self._execute(
+            "SELECT sha256_after, run_id FROM changes WHERE state = 'done' AND target_root IS NULL"
+        )
         return {sha: run for sha, run in rows}
 
     # ---------------------------------------------------------------- what runs have seen and judged
@@ -371,22 +379,44 @@ class Journal:
         )
         return {r[0]: Judgement(r[0], None if r[1] is None else tuple(r[1:5]), r[5]) for r in rows}
 
-    def record_judgements(self, judged: list[Judgement], model_version: str, view_key: str, run_id: str) -> None:
+    def record_judgements(
+        self, judged: list[Judgement], model_version: str, view_key: str, run_id: str
+    ) -> None:
         now = now_utc()
         self._many(
             "INSERT OR REPLACE INTO judgements (sha256, model_version, view_key, prob_0, prob_90, prob_180,"
             " prob_270, error, run_id, judged_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [(j.sha256, model_version, view_key, *(j.probs or (None,) * 4), j.error, run_id, now) for j in judged],
+            [
+                (j.sha256, model_version, view_key, *(j.probs or (None,) * 4), j.error, run_id, now)
+                for j in judged
+            ],
         )
 
     # ---------------------------------------------------------------- operator reviews
 
-    def add_review(self, sha256: str, rel_path: str, rotation_deg: int, reviewer: str, run_id: str | None,
-                   suggested_deg: int | None, confidence: float | None) -> int:
+    def add_review(
+        self,
+        sha256: str,
+        rel_path: str,
+        rotation_deg: int,
+        reviewer: str,
+        run_id: str | None,
+        suggested_deg: int | None,
+        confidence: float | None,
+    ) -> int:
         cur = self._execute(
             "INSERT INTO reviews (sha256, rel_path, rotation_deg, reviewer, decided_at, run_id, suggested_deg,"
             " confidence) VALUES (?,?,?,?,?,?,?,?)",
-            (sha256, os.fsencode(rel_path), rotation_deg, reviewer, now_utc(), run_id, suggested_deg, confidence),
+            (
+                sha256,
+                os.fsencode(rel_path),
+                rotation_deg,
+                reviewer,
+                now_utc(),
+                run_id,
+                suggested_deg,
+                confidence,
+            ),
         )
         return int(cur.lastrowid)
 

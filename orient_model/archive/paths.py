@@ -146,7 +146,9 @@ def _open_child_dir(parent_fd: int, name: str, rel_path: str, create: bool) -> i
     except FileNotFoundError:
         return child
     os.close(child)
-    raise OutsideArchive(f"{rel_path}: '{name}' is a nested archive (it has its own {STATE_DIRNAME}); not touched")
+    raise OutsideArchive(
+        f"{rel_path}: '{name}' is a nested archive (it has its own {STATE_DIRNAME}); not touched"
+    )
 
 
 class Place:

@@ -50,8 +50,9 @@ class StateFolders:
         return (self.primary, *self.others)
 
 
-def state_folders(root: str | os.PathLike[str], applies: bool, state_dir: str | os.PathLike[str] | None = None
-                  ) -> StateFolders:
+def state_folders(
+    root: str | os.PathLike[str], applies: bool, state_dir: str | os.PathLike[str] | None = None
+) -> StateFolders:
     inside = Path(os.path.realpath(root)) / STATE_DIRNAME
     outside = Path(state_dir) if state_dir is not None else default_state_dir(root)
     if applies:
@@ -76,10 +77,14 @@ class Memory:
         if (review := self.reviewed.get(sha256)) is not None:
             if review.rotation_deg == 0:
                 return f"confirmed upright by {review.reviewer} on {review.decided_at[:10]}; left as is"
-            return (f"reviewed by {review.reviewer}: needs {review.rotation_deg}\u00b0 clockwise; "
-                    "apply it with `orient apply-review`")
+            return (
+                f"reviewed by {review.reviewer}: needs {review.rotation_deg}\u00b0 clockwise; "
+                "apply it with `orient apply-review`"
+            )
         if (run := self.pinned.get(sha256)) is not None:
-            return f"put back by undoing run {run}; not turned automatically again (a review can still turn it)"
+            return (
+                f"put back by undoing run {run}; not turned automatically again (a review can still turn it)"
+            )
         return None
 
     def carried(self, rel_path: str, st: os.stat_result) -> Judgement | None:
@@ -97,8 +102,13 @@ class Memory:
         """The part of this snapshot a chunk of files needs (what travels to a worker)."""
         seen = {p: self.seen[p] for p in rel_paths if p in self.seen}
         hashes = {s.sha256 for s in seen.values()}
-        return Memory(self.rotated, self.pinned, self.reviewed, seen,
-                      {h: self.judged[h] for h in hashes if h in self.judged})
+        return Memory(
+            self.rotated,
+            self.pinned,
+            self.reviewed,
+            seen,
+            {h: self.judged[h] for h in hashes if h in self.judged},
+        )
 
 
 def open_journals(folders: StateFolders, create_primary: bool = True) -> tuple[Journal | None, list[Journal]]:
@@ -119,8 +129,12 @@ def open_journals(folders: StateFolders, create_primary: bool = True) -> tuple[J
     return primary, others
 
 
-def remember(journals: list[Journal], model_version: str | None = None, view_key: str | None = None,
-             carry_over: bool = True) -> Memory:
+def remember(
+    journals: list[Journal],
+    model_version: str | None = None,
+    view_key: str | None = None,
+    carry_over: bool = True,
+) -> Memory:
     """One snapshot from several journals (later journals do not override the first's answers)."""
     memory = Memory()
     for journal in reversed(journals):  # the first (the run's own) wins

@@ -36,11 +36,18 @@ class UndoResult:
 
 def _report_rows(path: Path) -> tuple[dict, list[dict]]:
     table = read_report(path)
-    return run_config_of(table), table.select(["path_bytes", "applied", "sha256_before", "sha256_after"]).to_pylist()
+    return run_config_of(table), table.select(
+        ["path_bytes", "applied", "sha256_before", "sha256_after"]
+    ).to_pylist()
 
 
-def undo_run(target: str, archive: Path | None = None, paths: Iterable[str] | None = None,
-             dry_run: bool = False, announce: Callable[[str], None] = print) -> UndoResult:
+def undo_run(
+    target: str,
+    archive: Path | None = None,
+    paths: Iterable[str] | None = None,
+    dry_run: bool = False,
+    announce: Callable[[str], None] = print,
+) -> UndoResult:
     """Undo the run named by ``target`` (a report file, or a run id with ``archive``)."""
     rows: list[dict] | None = None
     if target.endswith(".parquet") or os.path.isfile(target):
@@ -60,9 +67,15 @@ def undo_run(target: str, archive: Path | None = None, paths: Iterable[str] | No
     if not root.is_dir():
         raise OrientError(f"archive directory not found: {root}")
     root = Path(os.path.realpath(root))
-    report = None if rows is None else {
-        os.fsdecode(r["path_bytes"]): (r["sha256_before"], r["sha256_after"]) for r in rows if r["applied"]
-    }
+    report = (
+        None
+        if rows is None
+        else {
+            os.fsdecode(r["path_bytes"]): (r["sha256_before"], r["sha256_after"])
+            for r in rows
+            if r["applied"]
+        }
+    )
     announce(f"{'checking' if dry_run else 'undoing'} run {run_id} in archive {root}")
     with archive_lock(root, f"undo-{run_id}"):
         try:

@@ -17,7 +17,9 @@ from pathlib import Path
 from orient_model.archive.atomic import is_temp_name
 from orient_model.archive.paths import STATE_DIRNAME
 
-NESTED_ARCHIVE = f"nested archive (it has its own {STATE_DIRNAME} state folder): skipped; run orient on it separately"
+NESTED_ARCHIVE = (
+    f"nested archive (it has its own {STATE_DIRNAME} state folder): skipped; run orient on it separately"
+)
 
 
 @dataclass(frozen=True)

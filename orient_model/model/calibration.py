@@ -6,7 +6,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-
 # A calibration set the model separates perfectly drives the NLL-optimal temperature towards 0
 # (ever sharper confidences); such a fit says "very sure", not "infinitely sure", so it is bounded.
 TEMPERATURE_RANGE = (0.1, 10.0)
@@ -76,8 +75,15 @@ def risk_curve(confidence: np.ndarray, correct: np.ndarray, confidence_level: fl
         chosen = confidence >= threshold
         k = int(chosen.sum())
         errors = int((~correct.astype(bool) & chosen).sum())
-        rows.append({"threshold": threshold, "automatic": k, "coverage": k / max(n, 1), "errors": errors,
-                     "upper_bound": clopper_pearson_upper(errors, k, confidence_level)})
+        rows.append(
+            {
+                "threshold": threshold,
+                "automatic": k,
+                "coverage": k / max(n, 1),
+                "errors": errors,
+                "upper_bound": clopper_pearson_upper(errors, k, confidence_level),
+            }
+        )
     return rows
 
 

@@ -7,35 +7,61 @@ from orient_model.model.calibration import certified_threshold
 
 def model_card_markdown(card: dict, max_error: float = 0.01) -> str:
     lines = [f"# Model {card.get('version', '?')}", ""]
-    lines.append(f"{card.get('architecture')} at {card.get('input_size')} px, {card.get('views', 1)} view(s) per photo; "
-                 f"trained {card.get('training_seconds', 0):.0f} s on {card.get('device')}, best epoch "
-                 f"{card.get('best_epoch')} of {card.get('epochs_run')}.")
+    lines.append(
+        f"{card.get('architecture')} at {card.get('input_size')} px, {card.get('views', 1)} view(s) per photo; "
+        f"trained {card.get('training_seconds', 0):.0f} s on {card.get('device')}, best epoch "
+        f"{card.get('best_epoch')} of {card.get('epochs_run')}."
+    )
     if "val_accuracy" in card:
-        lines.append(f"Validation copies: accuracy {card['val_accuracy']:.1%} (single view), "
-                     f"{card.get('val_accuracy_tta', float('nan')):.1%} (four turns voted).")
+        lines.append(
+            f"Validation copies: accuracy {card['val_accuracy']:.1%} (single view), "
+            f"{card.get('val_accuracy_tta', float('nan')):.1%} (four turns voted)."
+        )
     calibration = card.get("calibration") or {}
     if calibration:
-        lines += ["", f"## Automatic decisions, error at most {max_error:.0%} (95% confidence)", "",
-                  "| way of looking | temperature | certified threshold | coverage on calibration photos |",
-                  "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Automatic decisions, error at most {max_error:.0%} (95% confidence)",
+            "",
+            "| way of looking | temperature | certified threshold | coverage on calibration photos |",
+            "|---|---|---|---|",
+        ]
         for key, entry in calibration.items():
             threshold, row = certified_threshold(entry["risk_curve"], max_error)
             decided = entry.get("decisions", entry["photos"])
-            cover = f"{row['coverage']:.0%} ({row['automatic']} of {decided}, {row['errors']} wrong)" if row else "none"
+            cover = (
+                f"{row['coverage']:.0%} ({row['automatic']} of {decided}, {row['errors']} wrong)"
+                if row
+                else "none"
+            )
             shown = f"{threshold:.4f}" if row else "none (all flagged)"
             lines.append(f"| {key} | {entry['temperature']:.2f} | {shown} | {cover} |")
     test = card.get("test") or {}
     if test:
-        lines += ["", "## Held-out test photos (never trained or calibrated on)", "",
-                  "| way of looking | photos | accuracy | coverage | wrong automatic |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Held-out test photos (never trained or calibrated on)",
+            "",
+            "| way of looking | photos | accuracy | coverage | wrong automatic |",
+            "|---|---|---|---|---|",
+        ]
         for key, m in test.items():
-            lines.append(f"| {key} | {m['photos']} | {m['accuracy']:.1%} | {m['coverage']:.0%} | "
-                         f"{m['wrong_automatic']} of {m['automatic']} |")
+            lines.append(
+                f"| {key} | {m['photos']} | {m['accuracy']:.1%} | {m['coverage']:.0%} | "
+                f"{m['wrong_automatic']} of {m['automatic']} |"
+            )
         first = next(iter(test.values()))
         if first.get("by_kind"):
-            lines += ["", f"By kind ({first['looking']}):", "", "| kind | photos | accuracy | coverage | wrong automatic |",
-                      "|---|---|---|---|---|"]
+            lines += [
+                "",
+                f"By kind ({first['looking']}):",
+                "",
+                "| kind | photos | accuracy | coverage | wrong automatic |",
+                "|---|---|---|---|---|",
+            ]
             for kind, m in first["by_kind"].items():
-                lines.append(f"| {kind} | {m['photos']} | {m['accuracy']:.1%} | {m['coverage']:.0%} | "
-                             f"{m['wrong_automatic']} of {m['automatic']} |")
+                lines.append(
+                    f"| {kind} | {m['photos']} | {m['accuracy']:.1%} | {m['coverage']:.0%} | "
+                    f"{m['wrong_automatic']} of {m['automatic']} |"
+                )
     return "\n".join(lines) + "\n"

@@ -31,13 +31,25 @@ class CopiesDataset(Dataset):
     swaps the 90 and 270 classes. ``sources`` keeps only copies of those photos (hash prefixes).
     """
 
-    def __init__(self, data_dir: Path, split: str, input_size: int, mean, std, train: bool,
-                 scan_look: float = 0.0, sources: set[str] | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        split: str,
+        input_size: int,
+        mean,
+        std,
+        train: bool,
+        scan_look: float = 0.0,
+        sources: set[str] | None = None,
+    ):
         root = Path(data_dir) / split
         self.samples: list[tuple[Path, int]] = []
         for label, name in enumerate(orientation.CLASS_NAMES):
-            self.samples += [(p, label) for p in sorted((root / name).glob("*.jpg"))
-                             if sources is None or p.name.split("_")[0] in sources]
+            self.samples += [
+                (p, label)
+                for p in sorted((root / name).glob("*.jpg"))
+                if sources is None or p.name.split("_")[0] in sources
+            ]
         self.input_size, self.mean, self.std, self.train = input_size, mean, std, train
         self.scan_look = scan_look
         self.augment = v2.Compose(

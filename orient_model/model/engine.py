@@ -48,7 +48,9 @@ class _CompiledEngine:
     name = "?"
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.run(np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)))
+        return torch.from_numpy(
+            self.run(np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32))
+        )
 
     def run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - implemented below
         raise NotImplementedError
@@ -62,8 +64,15 @@ class OpenVinoEngine(_CompiledEngine):
 
         core = ov.Core()
         # f32 throughout: on CPUs with bf16 units OpenVINO would otherwise round activations.
-        self.compiled = core.compile_model(str(onnx_path), "CPU", {
-            "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
+        self.compiled = core.compile_model(
+            str(onnx_path),
+            "CPU",
+            {
+                "INFERENCE_NUM_THREADS": threads,
+                "INFERENCE_PRECISION_HINT": "f32",
+                "PERFORMANCE_HINT": "LATENCY",
+            },
+        )
         self.request = self.compiled.create_infer_request()
         self.output = self.compiled.output(0)
 
@@ -92,9 +101,16 @@ def export_onnx(model: torch.nn.Module, input_size: int, path: Path) -> Path:
     tmp = path.with_name(path.name + ".part")
     model = model.float().eval().to(memory_format=torch.contiguous_format)
     with torch.no_grad():
-        torch.onnx.export(model, torch.zeros(1, 3, input_size, input_size), str(tmp), input_names=["images"],
-                          output_names=["logits"], dynamic_axes={"images": {0: "n"}, "logits": {0: "n"}},
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            model,
+            torch.zeros(1, 3, input_size, input_size),
+            str(tmp),
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes={"images": {0: "n"}, "logits": {0: "n"}},
+            opset_version=17,
+            dynamo=False,
+        )
     atomic_write_bytes(path, tmp.read_bytes())
     tmp.unlink()
     return path
@@ -104,8 +120,9 @@ def check_inputs(input_size: int, n: int = 8) -> torch.Tensor:
     """Fixed inputs for the agreement check: smooth random images, normalised-looking."""
     gen = torch.Generator().manual_seed(1234)
     coarse = torch.rand(n, 3, 8, 8, generator=gen)
-    images = torch.nn.functional.interpolate(coarse, size=(input_size, input_size), mode="bilinear",
-                                             align_corners=False)
+    images = torch.nn.functional.interpolate(
+        coarse, size=(input_size, input_size), mode="bilinear", align_corners=False
+    )
     return (images - 0.45) / 0.25
 
 

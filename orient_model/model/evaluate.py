@@ -44,16 +44,23 @@ class PhotoScores:
         return combine(flat, looking).reshape(n, 4, 4)
 
 
-def score_photos(predictor: Predictor, photos: Sequence[tuple[str | Path, list[str]]], batch: int = 8,
-                 progress: Callable[[int, int], None] | None = None) -> PhotoScores:
+def score_photos(
+    predictor: Predictor,
+    photos: Sequence[tuple[str | Path, list[str]]],
+    batch: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> PhotoScores:
     """Show every photo in all four orientations to the model, with the widest way of looking."""
     looking = Looking(3, True)
     names, kinds, scores, failed = [], [], [], []
     pending: list[tuple[str, list[str], Image.Image]] = []
 
     def flush() -> None:
-        shown = [orientation.apply(img, orientation.COUNTER_CLOCKWISE[r]) for _, _, img in pending
-                 for r in orientation.ROTATIONS]
+        shown = [
+            orientation.apply(img, orientation.COUNTER_CLOCKWISE[r])
+            for _, _, img in pending
+            for r in orientation.ROTATIONS
+        ]
         lp = predictor.log_probs(shown, looking)
         scores.append(lp.reshape(len(pending), 4, *lp.shape[1:]))
         for name, kind, _ in pending:
@@ -98,9 +105,13 @@ def calibrate(scores: PhotoScores, lookings: Sequence[Looking] = LOOKINGS) -> di
         probs = softmax(votes / temperature)  # N x 4 orientations x 4 classes
         every = probs.reshape(-1, 4)
         one = probs[np.arange(len(pick)), pick]
-        out[looking.key] = {"temperature": temperature, "photos": len(pick), "decisions": len(every),
-                            "risk_curve": risk_curve(every.max(1), every.argmax(1) == labels_all),
-                            "risk_curve_independent": risk_curve(one.max(1), one.argmax(1) == pick)}
+        out[looking.key] = {
+            "temperature": temperature,
+            "photos": len(pick),
+            "decisions": len(every),
+            "risk_curve": risk_curve(every.max(1), every.argmax(1) == labels_all),
+            "risk_curve_independent": risk_curve(one.max(1), one.argmax(1) == pick),
+        }
     return out
 
 
@@ -117,16 +128,21 @@ def metrics(scores: PhotoScores, looking: Looking, temperature: float, threshold
     by_kind = {}
     for kind in sorted({k for ks in scores.kinds for k in ks}):
         mask = np.array([kind in ks for ks in kinds])
-        by_kind[kind] = {"photos": int(mask.sum() // 4), "accuracy": float(right[mask].mean()),
-                         "coverage": float(auto[mask].mean()),
-                         "wrong_automatic": int((auto & ~right)[mask].sum()),
-                         "automatic": int(auto[mask].sum())}
+        by_kind[kind] = {
+            "photos": int(mask.sum() // 4),
+            "accuracy": float(right[mask].mean()),
+            "coverage": float(auto[mask].mean()),
+            "wrong_automatic": int((auto & ~right)[mask].sum()),
+            "automatic": int(auto[mask].sum()),
+        }
     return {
         "looking": looking.key,
         "photos": len(scores.names),
         "decisions": int(len(labels)),
         "accuracy": float(right.mean()) if len(labels) else float("nan"),
-        "per_class_accuracy": {str(r): float(right[labels == i].mean()) for i, r in enumerate(orientation.ROTATIONS)},
+        "per_class_accuracy": {
+            str(r): float(right[labels == i].mean()) for i, r in enumerate(orientation.ROTATIONS)
+        },
         "threshold": float(threshold),
         "coverage": float(auto.mean()) if len(labels) else 0.0,
         "automatic": int(auto.sum()),

@@ -51,7 +51,9 @@ def last_conv_layer(model: torch.nn.Module) -> torch.nn.Module:
 
 
 class EvidenceRenderer:
-    def __init__(self, loaded: LoadedModel, method: str = "gradcam", device: str = "cpu", views: int | None = None):
+    def __init__(
+        self, loaded: LoadedModel, method: str = "gradcam", device: str = "cpu", views: int | None = None
+    ):
         if method not in METHODS:
             raise ValueError(f"unknown evidence method {method!r}; choose one of {', '.join(METHODS)}")
         self.loaded, self.method, self.device = loaded, method, device
@@ -118,8 +120,8 @@ class EvidenceRenderer:
             left = round((out_w - short) * positions[view_j]) if out_w > out_h else 0
             top = round((out_h - short) * positions[view_j]) if out_h > out_w else 0
             for c in range(4):
-                total[c, top:top + short, left:left + short] += _resize(maps[c, k], (short, short))
-            weight[top:top + short, left:left + short] += 1
+                total[c, top : top + short, left : left + short] += _resize(maps[c, k], (short, short))
+            weight[top : top + short, left : left + short] += 1
         total /= np.maximum(weight, 1)[None]
         smooth = np.stack([_smooth(total[c], self.method) for c in range(4)])
         top = np.percentile(smooth, 99)  # one scale for all four: they can be compared
@@ -134,8 +136,10 @@ class EvidenceRenderer:
         """One picture per photo: its four candidate orientations, each with its probability, the
         suggested one framed; below each, the evidence for it."""
         maps = self.photo_maps(photos)
-        return [candidates_sheet(photo, rotation, p, m) for photo, rotation, p, m in zip(photos, rotations, probs, maps,
-                                                                                          strict=True)]
+        return [
+            candidates_sheet(photo, rotation, p, m)
+            for photo, rotation, p, m in zip(photos, rotations, probs, maps, strict=True)
+        ]
 
 
 def candidates_sheet(photo: Image.Image, suggested_deg: int, probs, maps: np.ndarray | None) -> bytes:
@@ -160,11 +164,17 @@ def candidates_sheet(photo: Image.Image, suggested_deg: int, probs, maps: np.nda
         p = f"{float(probs[k]):.0%}" if probs is not None else ""
         label = ("as scanned" if rotation == 0 else f"turn {rotation}\u00b0") + (f": {p}" if p else "")
         mark = rotation == suggested_deg
-        draw.text((k * cell + 6, 5), ("\u2714 " if mark else "") + label, fill="#b00000" if mark else "black",
-                  font=font)
+        draw.text(
+            (k * cell + 6, 5),
+            ("\u2714 " if mark else "") + label,
+            fill="#b00000" if mark else "black",
+            font=font,
+        )
         if mark:
             for r in range(3):
-                draw.rectangle([k * cell + r, 22 + r, (k + 1) * cell - 1 - r, sheet.height - 1 - r], outline="#d00000")
+                draw.rectangle(
+                    [k * cell + r, 22 + r, (k + 1) * cell - 1 - r, sheet.height - 1 - r], outline="#d00000"
+                )
     return png_bytes(sheet)
 
 

@@ -46,7 +46,9 @@ def voted_logits(model: torch.nn.Module, batch: torch.Tensor, channels_last: boo
     return turned_log_probs(model, batch, channels_last).mean(1)
 
 
-def turned_log_probs(model: torch.nn.Module, batch: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+def turned_log_probs(
+    model: torch.nn.Module, batch: torch.Tensor, channels_last: bool = False
+) -> torch.Tensor:
     """``N x 4 x 4``: for each image, the log-probabilities its four quarter turns give, each
     shifted back so that they all speak of the image's own class."""
     views = torch.cat([torch.rot90(batch, k, dims=(2, 3)) for k in range(4)])  # rot90 on H,W is ccw
@@ -74,8 +76,15 @@ def combine(per_view: np.ndarray, looking: Looking) -> np.ndarray:
 class Predictor:
     """Runs a loaded model on batches of upright-as-displayed photos (any size and shape)."""
 
-    def __init__(self, loaded: LoadedModel, device: str = "auto", tta: bool = True, views: int | None = None,
-                 amp: bool = True, engine: str = "torch"):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        device: str = "auto",
+        tta: bool = True,
+        views: int | None = None,
+        amp: bool = True,
+        engine: str = "torch",
+    ):
         self.loaded = loaded
         self.device = resolve_device(device)
         self.looking = Looking(views or loaded.views, tta)
@@ -104,12 +113,14 @@ class Predictor:
         if not images:
             return np.zeros((0, looking.views, 4 if looking.tta else 1, 4), dtype=np.float32)
         size = self.loaded.input_size
-        crops = torch.stack([self.tensor(v) for img in images for v in square_views(img, size, looking.views)])
+        crops = torch.stack(
+            [self.tensor(v) for img in images for v in square_views(img, size, looking.views)]
+        )
         # On a CPU about 32 images a call run fastest (larger batches leave the caches); a GPU takes all.
         step = len(crops) if self.device.type == "cuda" else (8 if looking.tta else 32)
         parts = []
         for i in range(0, len(crops), step):
-            batch = crops[i:i + step].to(self.device).contiguous(memory_format=torch.channels_last)
+            batch = crops[i : i + step].to(self.device).contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, enabled=self.amp):
                 if looking.tta:
                     parts.append(turned_log_probs(self.engine, batch, channels_last=True).float())
@@ -163,12 +174,18 @@ def decision_threshold(predictor: Predictor, threshold: float | None, max_error:
         return threshold, f"fixed threshold {threshold:g} (not certified)"
     entry = predictor.loaded.calibration.get(predictor.looking.key)
     if entry is None:
-        return 0.9, (f"model {predictor.loaded.version} has no risk-coverage curve for {predictor.looking.key}; "
-                     "using threshold 0.9 (not certified)")
+        return 0.9, (
+            f"model {predictor.loaded.version} has no risk-coverage curve for {predictor.looking.key}; "
+            "using threshold 0.9 (not certified)"
+        )
     value, row = certified_threshold(entry["risk_curve"], max_error)
     if row is None:
-        return value, (f"no threshold is certified for error at most {max_error:.1%} with this model: "
-                       "every photo goes to review")
+        return value, (
+            f"no threshold is certified for error at most {max_error:.1%} with this model: "
+            "every photo goes to review"
+        )
     decided = entry.get("decisions", entry["photos"])
-    return value, (f"threshold {value:.4f}: error among automatic decisions at most {max_error:.1%} (95% "
-                   f"confidence, {row['automatic']} of {decided} calibration decisions automatic, {row['errors']} wrong)")
+    return value, (
+        f"threshold {value:.4f}: error among automatic decisions at most {max_error:.1%} (95% "
+        f"confidence, {row['automatic']} of {decided} calibration decisions automatic, {row['errors']} wrong)"
+    )

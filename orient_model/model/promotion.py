@@ -19,12 +19,18 @@ def quality_gate(card: dict, min_accuracy: float = 0.5) -> dict:
     reasons = []
     accuracy = card.get("val_accuracy")
     if accuracy is None or accuracy < min_accuracy:
-        reasons.append(f"validation accuracy {accuracy if accuracy is None else f'{accuracy:.1%}'} is below "
-                       f"{min_accuracy:.0%} (chance is {CHANCE:.0%})")
-    temperatures = [card.get("temperature", 1.0)] + [e["temperature"] for e in (card.get("calibration") or {}).values()]
+        reasons.append(
+            f"validation accuracy {accuracy if accuracy is None else f'{accuracy:.1%}'} is below "
+            f"{min_accuracy:.0%} (chance is {CHANCE:.0%})"
+        )
+    temperatures = [card.get("temperature", 1.0)] + [
+        e["temperature"] for e in (card.get("calibration") or {}).values()
+    ]
     if any(not 0.05 <= t <= 20 for t in temperatures):
-        reasons.append(f"calibration temperature {max(temperatures, key=lambda t: abs(t - 1)):.3g} is absurd "
-                       "(the model's confidences mean nothing)")
+        reasons.append(
+            f"calibration temperature {max(temperatures, key=lambda t: abs(t - 1)):.3g} is absurd "
+            "(the model's confidences mean nothing)"
+        )
     return {"passed": not reasons, "reasons": reasons}
 
 
@@ -37,14 +43,26 @@ class Verdict:
     challenger: dict = field(default_factory=dict)
 
 
-def judge_pair(champion: LoadedModel, champion_calib: PhotoScores, champion_test: PhotoScores,
-               challenger: LoadedModel, challenger_calib: PhotoScores, challenger_test: PhotoScores,
-               looking: Looking, max_error: float, margin: float = 0.005, max_drop: float = 0.01) -> Verdict:
+def judge_pair(
+    champion: LoadedModel,
+    champion_calib: PhotoScores,
+    champion_test: PhotoScores,
+    challenger: LoadedModel,
+    challenger_calib: PhotoScores,
+    challenger_test: PhotoScores,
+    looking: Looking,
+    max_error: float,
+    margin: float = 0.005,
+    max_drop: float = 0.01,
+) -> Verdict:
     """Promote the challenger only if, on the same calibration and test photos, it is better
     overall by ``margin``, no class and no kind of photo is worse by more than ``max_drop``, and
     it certifies at least the champion's coverage at ``max_error``."""
     figures = {}
-    for name, calib, test in (("champion", champion_calib, champion_test), ("challenger", challenger_calib, challenger_test)):
+    for name, calib, test in (
+        ("champion", champion_calib, champion_test),
+        ("challenger", challenger_calib, challenger_test),
+    ):
         entry = calibrate(calib, [looking])[looking.key]
         threshold, row = certified_threshold(entry["risk_curve"], max_error)
         m = metrics(test, looking, entry["temperature"], threshold)
@@ -52,13 +70,20 @@ def judge_pair(champion: LoadedModel, champion_calib: PhotoScores, champion_test
         figures[name] = m
     a, b = figures["champion"], figures["challenger"]
     reasons, promote = [], True
-    table = [{"figure": "accuracy", "champion": a["accuracy"], "challenger": b["accuracy"]},
-             {"figure": f"certified coverage at {max_error:.1%} error", "champion": a["certified_coverage"],
-              "challenger": b["certified_coverage"]}]
+    table = [
+        {"figure": "accuracy", "champion": a["accuracy"], "challenger": b["accuracy"]},
+        {
+            "figure": f"certified coverage at {max_error:.1%} error",
+            "champion": a["certified_coverage"],
+            "challenger": b["certified_coverage"],
+        },
+    ]
     if b["accuracy"] < a["accuracy"] + margin:
         promote = False
-        reasons.append(f"accuracy {b['accuracy']:.1%} is not better than the champion's {a['accuracy']:.1%} by "
-                       f"{margin:.1%}")
+        reasons.append(
+            f"accuracy {b['accuracy']:.1%} is not better than the champion's {a['accuracy']:.1%} by "
+            f"{margin:.1%}"
+        )
     for cls, acc in a["per_class_accuracy"].items():
         table.append({"figure": f"class {cls}", "champion": acc, "challenger": b["per_class_accuracy"][cls]})
         if b["per_class_accuracy"][cls] < acc - max_drop:
@@ -74,10 +99,14 @@ def judge_pair(champion: LoadedModel, champion_calib: PhotoScores, champion_test
             reasons.append(f"{kind} photos: {other['accuracy']:.1%} is worse than {km['accuracy']:.1%}")
     if b["certified_coverage"] < a["certified_coverage"]:
         promote = False
-        reasons.append(f"certified coverage {b['certified_coverage']:.0%} is below the champion's "
-                       f"{a['certified_coverage']:.0%}")
+        reasons.append(
+            f"certified coverage {b['certified_coverage']:.0%} is below the champion's "
+            f"{a['certified_coverage']:.0%}"
+        )
     if promote:
-        reasons.append(f"better overall ({b['accuracy']:.1%} against {a['accuracy']:.1%}), no class or kind worse "
-                       f"by more than {max_drop:.0%}, certified coverage {b['certified_coverage']:.0%} against "
-                       f"{a['certified_coverage']:.0%}")
+        reasons.append(
+            f"better overall ({b['accuracy']:.1%} against {a['accuracy']:.1%}), no class or kind worse "
+            f"by more than {max_drop:.0%}, certified coverage {b['certified_coverage']:.0%} against "
+            f"{a['certified_coverage']:.0%}"
+        )
     return Verdict(promote, reasons, table, a, b)

@@ -94,15 +94,24 @@ def find_trained(models_dir: Path, key: str) -> Path | None:
 
 
 def save_model(
-    models_dir: Path, model: nn.Module, arch: str, input_size: int, temperature: float, card: dict,
-    half: bool = False, tta_temperature: float = 1.0, views: int = 1,
+    models_dir: Path,
+    model: nn.Module,
+    arch: str,
+    input_size: int,
+    temperature: float,
+    card: dict,
+    half: bool = False,
+    tta_temperature: float = 1.0,
+    views: int = 1,
 ) -> Path:
     """Write a new version folder (checkpoint first, card last: a card means a complete model)."""
     spec = ARCHS[arch]
     version = time.strftime("%Y%m%d-%H%M%S") + "-" + card.get("training_key", "manual")[:8]
     folder = Path(models_dir) / version
     folder.mkdir(parents=True, exist_ok=False)
-    state = {k: (v.half() if half and v.is_floating_point() else v).clone() for k, v in model.state_dict().items()}
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v).clone() for k, v in model.state_dict().items()
+    }
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "arch": arch,
@@ -124,8 +133,12 @@ def save_model(
         "architecture": arch,
         "input_size": input_size,
         "normalization": {"mean": list(spec.mean), "std": list(spec.std)},
-        "classes": {"0": "upright", "90": "needs 90 deg clockwise", "180": "upside down",
-                    "270": "needs 270 deg clockwise"},
+        "classes": {
+            "0": "upright",
+            "90": "needs 90 deg clockwise",
+            "180": "upside down",
+            "270": "needs 270 deg clockwise",
+        },
         "temperature": float(temperature),
         "tta_temperature": float(tta_temperature),
         "views": int(views),
@@ -142,9 +155,13 @@ def read_checkpoint(path: Path) -> dict:
     except FileNotFoundError:
         raise ModelLoadError(f"model file not found: {path}") from None
     except Exception as exc:  # noqa: BLE001 - truncated zip, bad pickle, ...: all mean "corrupt"
-        raise ModelLoadError(f"corrupt or unreadable checkpoint {path}: {type(exc).__name__}: {exc}") from None
+        raise ModelLoadError(
+            f"corrupt or unreadable checkpoint {path}: {type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ModelLoadError(f"{path} is not an orient model checkpoint (expected format {CHECKPOINT_FORMAT})")
+        raise ModelLoadError(
+            f"{path} is not an orient model checkpoint (expected format {CHECKPOINT_FORMAT})"
+        )
     return checkpoint
 
 
@@ -192,8 +209,10 @@ def promote(version: str, models_dir: Path | None = None, why: str = "promoted b
         raise PromotionRefused(f"no model {version!r} in {models_dir}; `orient models` lists them")
     gate = json.loads(card_path.read_text()).get("quality_gate", {"passed": True})
     if not gate.get("passed", False):
-        raise PromotionRefused(f"model {version} failed its quality gate ({'; '.join(gate.get('reasons', []))}); "
-                               "it can never be current")
+        raise PromotionRefused(
+            f"model {version} failed its quality gate ({'; '.join(gate.get('reasons', []))}); "
+            "it can never be current"
+        )
     record = _current_record(models_dir)
     record["stack"].append(version)
     record["version"] = version
@@ -210,8 +229,9 @@ def rollback(models_dir: Path | None = None) -> str | None:
         raise PromotionRefused("nothing was promoted, so there is nothing to roll back")
     left = record["stack"].pop()
     previous = record["stack"][-1] if record["stack"] else None
-    record["log"].append({"version": previous, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                          "why": f"rolled back from {left}"})
+    record["log"].append(
+        {"version": previous, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "why": f"rolled back from {left}"}
+    )
     record["version"] = previous
     atomic_write_bytes(models_dir / CURRENT_FILE, json.dumps(record, indent=1).encode())
     return previous
@@ -228,10 +248,18 @@ def list_models(models_dir: Path | None = None) -> list[dict]:
             continue
         card = json.loads(card_path.read_text())
         test = next(iter((card.get("test") or {}).values()), {})
-        out.append({"version": folder.name, "current": folder.name == current, "architecture": card.get("architecture"),
-                    "trained_at": card.get("trained_at"), "test_accuracy": test.get("accuracy"),
-                    "coverage": test.get("coverage"), "quality_gate": card.get("quality_gate", {}).get("passed", True),
-                    "promotion": card.get("promotion", {}).get("decision")})
+        out.append(
+            {
+                "version": folder.name,
+                "current": folder.name == current,
+                "architecture": card.get("architecture"),
+                "trained_at": card.get("trained_at"),
+                "test_accuracy": test.get("accuracy"),
+                "coverage": test.get("coverage"),
+                "quality_gate": card.get("quality_gate", {}).get("passed", True),
+                "promotion": card.get("promotion", {}).get("decision"),
+            }
+        )
     return out
 
 
@@ -253,8 +281,10 @@ def resolve_model_path(ref: str | Path, models_dir: Path | None = None) -> Path:
         return path
     if (models_dir / str(ref) / "model.pt").is_file():
         return models_dir / str(ref) / "model.pt"
-    raise ModelLoadError(f"no model at {ref}: give current, default, a version in {models_dir}, a version folder, "
-                         "or a model.pt file")
+    raise ModelLoadError(
+        f"no model at {ref}: give current, default, a version in {models_dir}, a version folder, "
+        "or a model.pt file"
+    )
 
 
 def load_model(ref: str | Path, models_dir: Path | None = None) -> LoadedModel:
@@ -266,7 +296,9 @@ def load_model(ref: str | Path, models_dir: Path | None = None) -> LoadedModel:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise ModelLoadError(f"checkpoint {path} does not match architecture {checkpoint['arch']}: {exc}") from None
+        raise ModelLoadError(
+            f"checkpoint {path} does not match architecture {checkpoint['arch']}: {exc}"
+        ) from None
     card_path = path.parent / "card.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     return LoadedModel(

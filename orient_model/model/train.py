@@ -104,8 +104,11 @@ def train_one_epoch(model, loader, optimizer, scheduler, criterion, device, scal
         running += float(loss.detach()) * len(labels)
         seen += len(labels)
         if progress:
-            progress(f"epoch {epoch + 1}: step {step + 1}/{steps}, loss {running / seen:.3f}",
-                     (epoch + (step + 1) / steps) / cfg.epochs, False)
+            progress(
+                f"epoch {epoch + 1}: step {step + 1}/{steps}, loss {running / seen:.3f}",
+                (epoch + (step + 1) / steps) / cfg.epochs,
+                False,
+            )
     return {"train_loss": running / max(seen, 1), "images_per_s": seen / (time.perf_counter() - t0)}
 
 
@@ -134,21 +137,34 @@ def evaluate_voted(model, loader, device) -> EvalResult:
         all_logits.append(voted_logits(model, images.to(device)).cpu())
         all_labels.append(labels)
     logits, labels = torch.cat(all_logits), torch.cat(all_labels)
-    return EvalResult(float(nn.functional.cross_entropy(logits, labels)),
-                      float((logits.argmax(1) == labels).float().mean()), logits, labels)
+    return EvalResult(
+        float(nn.functional.cross_entropy(logits, labels)),
+        float((logits.argmax(1) == labels).float().mean()),
+        logits,
+        labels,
+    )
 
 
 def load_data(data_dir: Path, cfg: TrainConfig, input_size: int, mean, std, sources: set[str] | None = None):
-    train_set = CopiesDataset(data_dir, "train", input_size, mean, std, train=True, scan_look=cfg.scan_look,
-                              sources=sources)
+    train_set = CopiesDataset(
+        data_dir, "train", input_size, mean, std, train=True, scan_look=cfg.scan_look, sources=sources
+    )
     val_set = CopiesDataset(data_dir, "val", input_size, mean, std, train=False)
     if len(train_set) == 0:
-        raise TrainingError(f"no training copies under {Path(data_dir) / 'train'}; run make-training-set first")
+        raise TrainingError(
+            f"no training copies under {Path(data_dir) / 'train'}; run make-training-set first"
+        )
     if len(val_set) == 0:
-        raise TrainingError(f"no validation copies under {Path(data_dir) / 'val'}; add photos or raise val_fraction")
+        raise TrainingError(
+            f"no validation copies under {Path(data_dir) / 'val'}; add photos or raise val_fraction"
+        )
     gen = torch.Generator().manual_seed(cfg.seed)
-    common = dict(num_workers=cfg.workers, pin_memory=torch.cuda.is_available(), persistent_workers=cfg.workers > 0)
-    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=False, generator=gen, **common)
+    common = dict(
+        num_workers=cfg.workers, pin_memory=torch.cuda.is_available(), persistent_workers=cfg.workers > 0
+    )
+    train_loader = DataLoader(
+        train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=False, generator=gen, **common
+    )
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size * 2, shuffle=False, **common)
     return train_loader, val_loader
 
@@ -174,8 +190,9 @@ def validation_metrics(result: EvalResult, temperature: float) -> dict:
 
 
 @torch.inference_mode()
-def cache_features(early: nn.Module, loader: DataLoader, passes: int, device, progress: Progress | None
-                   ) -> TensorDataset:
+def cache_features(
+    early: nn.Module, loader: DataLoader, passes: int, device, progress: Progress | None
+) -> TensorDataset:
     """Every training copy, augmented afresh on each pass, through the frozen early stages
     (stored in half precision: about 30 kB a copy for efficientnet_lite0 at 224 px)."""
     early.eval()
@@ -187,13 +204,22 @@ def cache_features(early: nn.Module, loader: DataLoader, passes: int, device, pr
             feats.append(early(x).half().cpu())
             labels.append(y)
             if progress:
-                progress(f"caching features: pass {p + 1}/{passes}, batch {i + 1}/{len(loader)}",
-                         0.0, (p * len(loader) + i + 1) == total)
+                progress(
+                    f"caching features: pass {p + 1}/{passes}, batch {i + 1}/{len(loader)}",
+                    0.0,
+                    (p * len(loader) + i + 1) == total,
+                )
     return TensorDataset(torch.cat(feats), torch.cat(labels))
 
 
-def fit(data_dir: Path, cfg: TrainConfig, progress: Progress | None = None, photos: dict | None = None,
-        sources: set[str] | None = None, judge_copies: bool = True) -> FitResult:
+def fit(
+    data_dir: Path,
+    cfg: TrainConfig,
+    progress: Progress | None = None,
+    photos: dict | None = None,
+    sources: set[str] | None = None,
+    judge_copies: bool = True,
+) -> FitResult:
     """Train ``cfg.arch`` on the copies in ``data_dir``; returns the best model, calibrated.
 
     ``photos`` maps ``calib`` and ``test`` to lists of (path, kinds) of whole photos the model
@@ -257,29 +283,65 @@ def fit(data_dir: Path, cfg: TrainConfig, progress: Progress | None = None, phot
     model = model.to(memory_format=torch.contiguous_format).eval()
     final = evaluate(model, val_loader, nn.CrossEntropyLoss(), device)
     temperature = fit_temperature(final.logits, final.labels)
-    result = FitResult(model.cpu(), temperature, temperature, str(device), len(history), best_epoch,
-                       train_seconds, history, validation_metrics(final, temperature))
+    result = FitResult(
+        model.cpu(),
+        temperature,
+        temperature,
+        str(device),
+        len(history),
+        best_epoch,
+        train_seconds,
+        history,
+        validation_metrics(final, temperature),
+    )
     if photos and photos.get("calib"):
         judge_on_photos(result, cfg, input_size, photos, progress)
-    elif judge_copies:  # no calibration photos (small sets): the validation copies stand in, no certified threshold
+    elif (
+        judge_copies
+    ):  # no calibration photos (small sets): the validation copies stand in, no certified threshold
         voted = evaluate_voted(model, val_loader, device)
         result.tta_temperature = fit_temperature(voted.logits, voted.labels)
         result.metrics["val_accuracy_tta"] = voted.accuracy
     return result
 
 
-def judge_on_photos(result: FitResult, cfg: TrainConfig, input_size: int, photos: dict,
-                    progress: Progress | None = None, max_error: float = 0.01) -> None:
+def judge_on_photos(
+    result: FitResult,
+    cfg: TrainConfig,
+    input_size: int,
+    photos: dict,
+    progress: Progress | None = None,
+    max_error: float = 0.01,
+) -> None:
     """Calibrate on the calibration photos, then measure on the test photos (whole photos, all
     four orientations): fills ``result.calibration`` and the ``test_*`` metrics."""
     spec = ARCHS[cfg.arch]
-    loaded = LoadedModel(result.model, cfg.arch, input_size, spec.mean, spec.std, result.temperature, "candidate",
-                         {}, result.tta_temperature, cfg.views)
+    loaded = LoadedModel(
+        result.model,
+        cfg.arch,
+        input_size,
+        spec.mean,
+        spec.std,
+        result.temperature,
+        "candidate",
+        {},
+        result.tta_temperature,
+        cfg.views,
+    )
     predictor = Predictor(loaded, device=cfg.device, engine="auto")
 
     def say(what: str):
-        return None if progress is None else (
-            lambda i, n: progress(f"judging {what} photos: {i}/{n}", 1.0, i == n) if i % 50 == 0 or i == n else None)
+        return (
+            None
+            if progress is None
+            else (
+                lambda i, n: (
+                    progress(f"judging {what} photos: {i}/{n}", 1.0, i == n)
+                    if i % 50 == 0 or i == n
+                    else None
+                )
+            )
+        )
 
     lookings = [looking for looking in LOOKINGS if looking.views in (1, cfg.views)]
     if photos.get("calib"):
@@ -292,5 +354,5 @@ def judge_on_photos(result: FitResult, cfg: TrainConfig, input_size: int, photos
             entry = result.calibration.get(looking.key, {})
             threshold = certified_threshold(entry["risk_curve"], max_error)[0] if entry else 0.9
             result.metrics.setdefault("test", {})[looking.key] = metrics(
-                scores, looking, loaded.temperature_for(looking), threshold)
-
+                scores, looking, loaded.temperature_for(looking), threshold
+            )

@@ -39,9 +39,7 @@ def rotate_bytes(
         raise RotateError(f"unknown method {method!r}; use 'lossless' or 'exif'")
     fmt = sniff_format(data)
     if fmt is None:
-        raise RotateError(
-            "unsupported file format: only JPEG, TIFF, PNG, WebP and BMP can be rotated"
-        )
+        raise RotateError("unsupported file format: only JPEG, TIFF, PNG, WebP and BMP can be rotated")
     current = _checked_orientation(_read_orientation(fmt, data), exif_orientation)
     if fmt == "jpeg":
         return rotate_jpeg(data, rotation_deg, method, current)

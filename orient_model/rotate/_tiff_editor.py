@@ -86,9 +86,7 @@ class TiffEditor:
             if entry.tag == ORIENTATION_TAG:
                 fmt = {3: "H", 4: "I"}.get(entry.type)
                 if fmt is None:
-                    raise RotateError(
-                        "the Orientation tag has an unexpected type; fix it with exiftool"
-                    )
+                    raise RotateError("the Orientation tag has an unexpected type; fix it with exiftool")
                 struct.pack_into(self.bo + fmt, self.buf, entry.value_pos, value)
                 return
         self._append_ifd0_with_orientation(entries, ifd, value)
@@ -103,9 +101,7 @@ class TiffEditor:
         ordered = [r for _, r in pairs]
         head = self.base + ifd + (8 if self.big else 2)
         next_ptr = bytes(
-            self.buf[
-                head + len(entries) * size : head + len(entries) * size + (8 if self.big else 4)
-            ]
+            self.buf[head + len(entries) * size : head + len(entries) * size + (8 if self.big else 4)]
         )
         while (len(self.buf) - self.base) % 2:
             self.buf.append(0)
@@ -131,4 +127,3 @@ def exif_blob_upright(exif: bytes) -> bytes:
     if any(e.tag == ORIENTATION_TAG for e in editor.entries()[0]):
         editor.set_orientation(1)
     return bytes(buf)
-

@@ -75,11 +75,6 @@ def expected_size(size: tuple[int, int], transform: ori.Transpose | None) -> tup
 
 def check_mode_and_size(before: Image.Image, after: Image.Image, transform: ori.Transpose | None) -> None:
     if after.mode != before.mode:
-        raise RotateError(
-            f"verification failed: colour mode changed from {before.mode} to {after.mode}"
-        )
+        raise RotateError(f"verification failed: colour mode changed from {before.mode} to {after.mode}")
     if after.size != expected_size(before.size, transform):
-        raise RotateError(
-            f"verification failed: rotated size {after.size} is wrong for {before.size}"
-        )
-
+        raise RotateError(f"verification failed: rotated size {after.size} is wrong for {before.size}")

@@ -242,7 +242,9 @@ def _jpegtran(data: bytes, args: list[str]) -> bytes | None:
     # Output goes through an unlinked file, read back once: a pipe's chunks joined would hold the
     # picture twice, and pictures can be a quarter of a gigabyte.
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.run([exe, *args], input=data, stdout=out, stderr=subprocess.PIPE, timeout=900, check=False)
+        proc = subprocess.run(
+            [exe, *args], input=data, stdout=out, stderr=subprocess.PIPE, timeout=900, check=False
+        )
         message = proc.stderr.decode("utf-8", "replace").strip()
         if proc.returncode != 0 and "not perfect" in message:
             return None
@@ -285,7 +287,9 @@ def _verify_lossless(original: bytes, result: bytes, transform: ori.Transpose | 
     back = ori.inverse(transform)
     for i, (old, new) in enumerate(zip(before.each(original), after.each(result), strict=True)):
         if _canonical(old) != _canonical(new, back):
-            raise RotateError(f"verification failed: picture {i + 1}'s coefficients are not the original's turned")
+            raise RotateError(
+                f"verification failed: picture {i + 1}'s coefficients are not the original's turned"
+            )
         if _orientation(new) not in (None, 1):
             raise RotateError("verification failed: EXIF Orientation is not 1 after rotation")
     if original[before.spans[-1][1] :] != result[after.spans[-1][1] :]:
@@ -362,7 +366,9 @@ def set_orientation(data: bytes, value: int, method: str, note: str | None) -> R
         out[start:end] = _app1(bytes(blob))
     else:
         out[_exif_insert_point(data) : _exif_insert_point(data)] = _app1(_minimal_exif(data, value))
-        note = ((note + "; ") if note else "") + "the file had no EXIF block: one holding only the Orientation was added"
+        note = (
+            (note + "; ") if note else ""
+        ) + "the file had no EXIF block: one holding only the Orientation was added"
     result = bytes(out)
     _verify_orientation_edit(data, result, value)
     return Rotated(result, method, note)

@@ -149,4 +149,3 @@ def _reencode_bmp(img: Image.Image, transform: ori.Transpose | None) -> bytes:
     buf = io.BytesIO()
     ori.apply(img, transform).save(buf, "BMP", **params)
     return buf.getvalue()
-

@@ -34,9 +34,44 @@ _PHOTOSHOP_LAYERS_TAG = 37724
 _LOSSY_TIFF_COMPRESSIONS = {6, 7, 34712, 34892, 50001, 50002, 52546}
 # Tags tifffile writes itself (structure, or passed as arguments) or that must not be copied.
 _TIFF_NOT_COPIED = {
-    254, 256, 257, 258, 259, 262, 266, 270, 273, 274, 277, 278, 279, 282, 283, 284, 296, 305, 306,
-    317, 320, 322, 323, 324, 325, 330, 338, 339, 340, 341, 347, 530, 531, 532,
-    _EXIF_IFD_TAG, _GPS_IFD_TAG, 40965, _ICC_TAG,
+    254,
+    256,
+    257,
+    258,
+    259,
+    262,
+    266,
+    270,
+    273,
+    274,
+    277,
+    278,
+    279,
+    282,
+    283,
+    284,
+    296,
+    305,
+    306,
+    317,
+    320,
+    322,
+    323,
+    324,
+    325,
+    330,
+    338,
+    339,
+    340,
+    341,
+    347,
+    530,
+    531,
+    532,
+    _EXIF_IFD_TAG,
+    _GPS_IFD_TAG,
+    40965,
+    _ICC_TAG,
 }
 
 
@@ -127,9 +162,7 @@ def _reencode_tiff(data: bytes, transform: ori.Transpose | None) -> bytes:
     except RotateError:
         raise
     except Exception as exc:
-        raise RotateError(
-            f"cannot re-write this TIFF losslessly ({exc}); try the exif method"
-        ) from exc
+        raise RotateError(f"cannot re-write this TIFF losslessly ({exc}); try the exif method") from exc
     result = out.getvalue()
     return _copy_tiff_exif(data, result) if needs_exif else result
 
@@ -146,9 +179,7 @@ def _write_tiff_page(
         planarconfig=page.planarconfig if page.samplesperpixel > 1 else None,
         bitspersample=page.bitspersample,
         compression=compression,
-        predictor=page.predictor
-        if compression != tifffile.COMPRESSION.NONE and page.predictor > 1
-        else None,
+        predictor=page.predictor if compression != tifffile.COMPRESSION.NONE and page.predictor > 1 else None,
         subfiletype=page.subfiletype,
         metadata=None,
         software=tags[305].value if 305 in tags else False,
@@ -188,8 +219,7 @@ def _copy_tiff_exif(original: bytes, result: bytes) -> bytes:
     exe = shutil.which("exiftool")
     if exe is None:
         raise RotateError(
-            "exiftool is needed to keep the EXIF data of a rotated TIFF "
-            "(apt install libimage-exiftool-perl)"
+            "exiftool is needed to keep the EXIF data of a rotated TIFF (apt install libimage-exiftool-perl)"
         )
     with tempfile.TemporaryDirectory(prefix="orient-") as tmp:
         src, dst = Path(tmp, "src.tif"), Path(tmp, "dst.tif")
@@ -222,9 +252,7 @@ def _verify_tiff_pixels(original: bytes, result: bytes, transform: ori.Transpose
             tifffile.TiffFile(io.BytesIO(result)) as b,
         ):
             if len(a.pages) != len(b.pages):
-                raise RotateError(
-                    f"verification failed: {len(a.pages)} pages became {len(b.pages)}"
-                )
+                raise RotateError(f"verification failed: {len(a.pages)} pages became {len(b.pages)}")
             for i, (pa, pb) in enumerate(zip(a.pages, b.pages, strict=True)):
                 _verify_tiff_page(i, pa, pb, transform)
             tag = b.pages.first.tags.get(ORIENTATION_TAG)
@@ -245,9 +273,7 @@ def _verify_tiff_page(
     planar = pa.planarconfig == tifffile.PLANARCONFIG.SEPARATE and pa.samplesperpixel > 1
     expected = _transform_page(pa.asarray(), transform, planar)
     if not np.array_equal(expected, pb.asarray()):
-        raise RotateError(
-            f"verification failed: page {i + 1} pixels differ from the rotated original"
-        )
+        raise RotateError(f"verification failed: page {i + 1} pixels differ from the rotated original")
     if pa.tags.get(_ICC_TAG) is not None and (
         pb.tags.get(_ICC_TAG) is None or pa.tags[_ICC_TAG].value != pb.tags[_ICC_TAG].value
     ):
@@ -270,9 +296,6 @@ def _verify_tiff_exif(original: bytes, result: bytes, value: int) -> None:
     except Exception as exc:
         raise RotateError(f"verification failed: the TIFF does not read back ({exc})") from exc
     if before != after:
-        raise RotateError(
-            "verification failed: TIFF pixel data changed during a metadata-only edit"
-        )
+        raise RotateError("verification failed: TIFF pixel data changed during a metadata-only edit")
     if read_back != value:
         raise RotateError(f"verification failed: Orientation did not read back as {value}")
-
