@@ -37,7 +37,8 @@ from orient_model.archive.changes import Archive
 root = sys.argv[1]
 with Archive(root) as archive:
     result = archive.apply("big.jpg", 90, "lossless", "bench", sha256_file(f"{root}/big.jpg"))
-print(result.method, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+own = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(result.method, own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
@@ -48,8 +49,8 @@ def main() -> None:
     side = int((args.megapixels * 1e6 / 1.5) ** 0.5) // 16 * 16
     width, height = int(side * 1.5) // 16 * 16, side
     with tempfile.TemporaryDirectory() as root:
-        # Made in its own process: a child's peak RSS counts what it inherited at fork, so the
-        # writer must not be started from a process that once held the decoded canvas.
+        # Made in its own process: a child's peak RSS (ru_maxrss) counts what it inherited at fork,
+        # so the writer (and its jpegtran children) must not start from one that held the canvas.
         subprocess.run([sys.executable, "-c", MAKE, root, str(width), str(height)], check=True)
         size_mb = (Path(root) / "big.jpg").stat().st_size / 1e6
         start = time.perf_counter()

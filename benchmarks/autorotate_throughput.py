@@ -78,13 +78,14 @@ def flow_rate(folder: Path, cfg: AutorotateConfig) -> tuple[float, dict]:
 
 
 PEAK_RSS = """
-import resource, sys
+import sys
 from flows.autorotate import autorotate
 from orient_model.config import AutorotateConfig
 from prefect.testing.utilities import prefect_test_harness
 with prefect_test_harness(server_startup_timeout=None):
     autorotate(sys.argv[1], AutorotateConfig(model=sys.argv[3], tta=False, views=1), state_dir=sys.argv[2])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM, not ru_maxrss: the latter keeps the peak of the process this one was forked from.
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 
 
