@@ -9,12 +9,11 @@ the file is turned it holds another.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.autorotate import report_link_artifact
 from flows.errors import fail_cleanly, finished
 from flows.progress import RunProgress
 from orient_model.archive.state import archive_slug
@@ -76,9 +75,4 @@ def publish(summary: dict, slug: str) -> None:
         key=f"apply-review-{slug}-summary",
         description="Operator decisions applied",
     )
-    create_link_artifact(
-        Path(summary["report"]).as_uri(),
-        link_text=f"report of run {summary['run_id']}",
-        key=f"apply-review-{slug}-report",
-        description="The run's Parquet report",
-    )
+    report_link_artifact(summary, key=f"apply-review-{slug}-report")

@@ -129,6 +129,16 @@ def autorotate(
     return finished(summary, logger, "handled")
 
 
+def report_link_artifact(summary: dict, key: str) -> None:
+    """A link to the run's Parquet report, where Prefect users look."""
+    create_link_artifact(
+        Path(summary["report"]).as_uri(),
+        link_text=f"report of run {summary['run_id']}",
+        key=key,
+        description="The run's Parquet report",
+    )
+
+
 def publish(summary: dict, slug: str) -> None:
     """The run's outcome where Prefect users look: artifacts keyed by archive (each archive keeps
     its own history), a link to the report, and an event an automation can act on."""
@@ -146,12 +156,7 @@ def publish(summary: dict, slug: str) -> None:
         key=f"autorotate-{slug}-summary",
         description="Flagged photos and errors",
     )
-    create_link_artifact(
-        Path(summary["report"]).as_uri(),
-        link_text=f"report of run {summary['run_id']}",
-        key=f"autorotate-{slug}-report",
-        description="The run's Parquet report",
-    )
+    report_link_artifact(summary, key=f"autorotate-{slug}-report")
     if counts["flag"]:  # how to open the review page, and where the flagged photos' pictures are
         create_markdown_artifact(
             review_markdown(summary),

@@ -18,16 +18,20 @@ RESERVED = (
     "lomiri-wallpapers-20.04",
     "opencv-doc",
     "visp-images-data",
+    "libdlib19.1",
+    "vladmandic/human",
+    "microsoft/Bringing-Old-Photos-Back-to-Life",
+    "sczhou/CodeFormer",
 )
 
 
 def test_default_model_is_small_and_its_card_documents_it():
-    assert (DEFAULT_MODEL_DIR / "model.pt").stat().st_size <= 20 * 1024 * 1024
+    assert (DEFAULT_MODEL_DIR / "model.pt").stat().st_size <= 30 * 1024 * 1024
     card = json.loads((DEFAULT_MODEL_DIR / "card.json").read_text())
     assert card["architecture"] == "efficientnet_lite0"
     assert "scripts/train_default_model.sh" in card["reproduce"]
     sources = card["training_sources"]
-    assert len(sources) > 400
+    assert len(sources) >= 2500
     for source in sources:
         assert len(source["sha256"]) == 64 and source["license"] and source["source"]
         assert source["source"] not in RESERVED
