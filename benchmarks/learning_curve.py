@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--cache-passes", type=int, default=2)
+    parser.add_argument("--max-judged", type=int, default=0, help="calibration and test photos each (0: all)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     cfg = TrainConfig(
@@ -46,7 +47,9 @@ def main() -> None:
         f"{args.cache_passes} cached passes"
     )
     for size in args.sizes:
-        run = train_and_judge(args.data_dir, cfg, size or None, log=lambda line: None)
+        run = train_and_judge(
+            args.data_dir, cfg, size or None, log=lambda line: None, max_judged=args.max_judged or None
+        )
         print(figure_line(f"{size or 'all'} photos", run), flush=True)
         rows.append({"photos": run["photos"], "train_seconds": run["train_seconds"], **run["figures"]})
     if args.json:
