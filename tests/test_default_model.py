@@ -37,7 +37,16 @@ def test_default_model_is_small_and_its_card_documents_it():
         assert source["source"] not in RESERVED
     demo_packages = {"scikit-image", "scikit-learn", "matplotlib"}
     assert not demo_packages & {s["source"] for s in sources}
-    for key in ("val_accuracy", "val_accuracy_tta", "confusion_matrix", "ece", "temperature"):
+    for key in (
+        "val_accuracy",
+        "confusion_matrix",
+        "ece",
+        "temperature",
+        "calibration",
+        "test",
+        "training_seconds",
+        "device",
+    ):
         assert key in card
 
 
