@@ -105,3 +105,24 @@ def test_attribution_uses_its_own_model_copy():
     assert renderer.model is not model.model
     assert all(not p.requires_grad for p in renderer.model.parameters())
     assert all(p.requires_grad for p in model.model.parameters())
+
+
+def test_evidence_from_several_threads_at_once_matches_one_at_a_time():
+    """Prediction chunks run in threads and share one renderer; Captum's hooks on the shared
+    network must not mix two threads' activations (it raised, or gave the wrong map)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from orient_model.model import architectures
+
+    torch.manual_seed(0)
+    net = architectures.build_model("efficientnet_lite0").eval()
+    renderer = EvidenceRenderer(
+        LoadedModel(net, "efficientnet_lite0", 64, (0.5,) * 3, (0.25,) * 3, 1.0, "t", {}, 1.0, 1)
+    )
+    rng = np.random.default_rng(2)
+    photos = [Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)) for _ in range(4)]
+    expected = [renderer.photo_maps([p])[0] for p in photos]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda p: renderer.photo_maps([p])[0], photos * 6))
+    for i, maps in enumerate(got):
+        np.testing.assert_allclose(maps, expected[i % 4], rtol=1e-4, atol=1e-6)

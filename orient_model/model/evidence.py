@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import io
+import threading
 import warnings
 
 import numpy as np
@@ -58,6 +59,9 @@ class EvidenceRenderer:
             raise ValueError(f"unknown evidence method {method!r}; choose one of {', '.join(METHODS)}")
         self.loaded, self.method, self.device = loaded, method, device
         self.views = views or loaded.views
+        # Captum's hooks sit on the shared network: two threads attributing at once would read
+        # each other's activations (prediction chunks run in threads), so one at a time.
+        self._lock = threading.Lock()
         self.model = copy.deepcopy(loaded.model).float().to(device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -73,7 +77,7 @@ class EvidenceRenderer:
     def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> np.ndarray:
         """``N x h x w`` non-negative evidence for each input's target class."""
         x = x.requires_grad_(self.method != "gradcam")
-        with warnings.catch_warnings():  # Captum announces its temporary hooks on every call
+        with self._lock, warnings.catch_warnings():  # Captum announces its temporary hooks on every call
             warnings.simplefilter("ignore", UserWarning)
             if self.method == "gradcam":
                 attr = self.explainer.attribute(x, target=target, relu_attributions=True)
