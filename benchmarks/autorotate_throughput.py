@@ -188,13 +188,17 @@ def main() -> None:
                     )
         print("targets (defaults: onnxruntime, vote on, gradcam): at least 5x naive, floor/x at most 2")
 
-    one = args.workdir / "one-photo"
-    write_scenes(one, 1, seed=2)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
-    print(
-        f"start-up, `orient autorotate` on a one-photo archive: {startup_seconds(one, model, env):.1f} s with its own "
-        "temporary Prefect server (started while the model loads)"
-    )
+        one = args.workdir / "one-photo"
+        write_scenes(one, 1, seed=2)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+        own = startup_seconds(one, model, env)
+        from prefect.settings import PREFECT_API_URL
+
+        running = startup_seconds(one, model, {**env, "PREFECT_API_URL": PREFECT_API_URL.value()})
+        print(
+            f"start-up, `orient autorotate` on a one-photo archive: {own:.1f} s with its own temporary Prefect "
+            f"server (started while the model loads), {running:.1f} s against a running one (PREFECT_API_URL)"
+        )
     if not args.skip_rss:
         for n in (1000, 10000):
             folder = args.workdir / f"small-{n}"
