@@ -126,3 +126,7 @@ def test_evidence_from_several_threads_at_once_matches_one_at_a_time():
         got = list(pool.map(lambda p: renderer.photo_maps([p])[0], photos * 6))
     for i, maps in enumerate(got):
         np.testing.assert_allclose(maps, expected[i % 4], rtol=1e-4, atol=1e-6)
+    # Many photos at once are attributed a few inputs at a time (memory), with the same maps.
+    together = renderer.photo_maps(photos * 2)
+    for i, maps in enumerate(together):
+        np.testing.assert_allclose(maps, expected[i % 4], rtol=1e-4, atol=1e-6)

@@ -51,6 +51,9 @@ def last_conv_layer(model: torch.nn.Module) -> torch.nn.Module:
     return convs[-1]
 
 
+ATTRIBUTION_BATCH = 16
+
+
 class EvidenceRenderer:
     def __init__(
         self, loaded: LoadedModel, method: str = "gradcam", device: str = "cpu", views: int | None = None
@@ -106,7 +109,15 @@ class EvidenceRenderer:
             return []
         x = torch.stack(crops).to(self.device)
         n = len(crops)
-        flat = self._attribute(x.repeat(4, 1, 1, 1), torch.arange(4).repeat_interleave(n))
+        inputs, targets = x.repeat(4, 1, 1, 1), torch.arange(4).repeat_interleave(n)
+        # A backward pass keeps every activation: a whole chunk's flagged photos at once (64 photos x
+        # 3 views x 4 classes) took gigabytes, so at most ATTRIBUTION_BATCH inputs go through at a time.
+        flat = np.concatenate(
+            [
+                self._attribute(inputs[k : k + ATTRIBUTION_BATCH], targets[k : k + ATTRIBUTION_BATCH])
+                for k in range(0, len(inputs), ATTRIBUTION_BATCH)
+            ]
+        )
         maps = flat.reshape(4, n, *flat.shape[-2:])  # class, view, h, w
         return [self._whole(photo, maps, places, i, size) for i, photo in enumerate(photos)]
 
