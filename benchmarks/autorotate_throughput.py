@@ -86,7 +86,7 @@ from orient_model.config import AutorotateConfig
 from prefect.testing.utilities import prefect_test_harness
 def hwm():  # VmHWM, not ru_maxrss: the latter keeps the peak of the process this one was forked from
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-cfg = AutorotateConfig(model=sys.argv[3], tta=False, views=1)
+cfg = AutorotateConfig(model=sys.argv[3], tta=False, views=1, saliency=sys.argv[4])
 with prefect_test_harness(server_startup_timeout=None):
     start = time.perf_counter()
     autorotate(sys.argv[1], cfg, state_dir=sys.argv[2])
@@ -98,11 +98,11 @@ with prefect_test_harness(server_startup_timeout=None):
 """
 
 
-def peak_rss_and_rerun(folder: Path, model: str) -> tuple[float, float, float, str]:
+def peak_rss_and_rerun(folder: Path, model: str, evidence: str = "off") -> tuple[float, float, float, str]:
     """Peak RSS (MB) and seconds of a first run, then seconds of a re-run over the unchanged archive."""
     with tempfile.TemporaryDirectory() as state:
         out = subprocess.run(
-            [sys.executable, "-c", PEAK_RSS, str(folder), state, model],
+            [sys.executable, "-c", PEAK_RSS, str(folder), state, model, evidence],
             capture_output=True,
             text=True,
             check=True,
@@ -206,7 +206,7 @@ def main() -> None:
                 write_scenes(folder, n, seed=n, size=(160, 120))
             first, peak, again, counts = peak_rss_and_rerun(folder, model)
             print(
-                f"autorotate (--no-tta --views 1) on {n} small files: peak RSS {peak:.0f} MB, {first:.0f} s; "
+                f"autorotate (--no-tta --views 1 --saliency off) on {n} small files: peak RSS {peak:.0f} MB, {first:.0f} s; "
                 f"re-run over the unchanged archive {again:.1f} s ({counts})",
                 flush=True,
             )
