@@ -41,11 +41,12 @@ def judge_and_maybe_promote(
     import json
 
     photos = whole_photos(data_dir)
-    judged = len(photos["calib"]) + len(photos["test"])
-    if len(photos["calib"]) < MIN_JUDGED // 2 or len(photos["test"]) < MIN_JUDGED // 2:
+    calib, test = len(photos["calib"]), len(photos["test"])
+    if calib < MIN_JUDGED // 2 or test < MIN_JUDGED // 2:
         raise NotEnoughToJudge(
-            f"only {judged} ground-truth photos to judge with (at least {MIN_JUDGED} are needed: "
-            "review more photos or give an upright folder); the challenger was not promoted"
+            f"only {calib} calibration and {test} test ground-truth photos to judge with (at least "
+            f"{MIN_JUDGED // 2} of each are needed: review more photos or give an upright folder); "
+            "the challenger was not promoted"
         )
     champion, challenger = (
         load_model(resolve_model_path(champion_ref, Path(models_dir))),
@@ -68,7 +69,7 @@ def judge_and_maybe_promote(
         "champion": champion.version,
         "reasons": verdict.reasons,
         "table": verdict.table,
-        "judged_on": judged,
+        "judged_on": calib + test,
         "decided_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_bytes(card_path, json.dumps(card, indent=2).encode())
