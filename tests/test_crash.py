@@ -79,7 +79,9 @@ def test_kill_9_at_each_point_of_the_protocol_then_resume_then_undo(tmp_path: Pa
     assert audit(root, originals) == {"corrupt": [], "lost": [], "double": [], "journal": []}, ctx
     rotated = {rel for rel, data in archive_contents(root).items() if data != originals[rel]}
     assert rotated == {rel for rel, r in truth.items() if r}, ctx
-    assert set(final.adopted) == killed_runs, f"the finishing run did not adopt the killed runs {ctx}"
+    # Every killed run that wrote is adopted, directly or through a killed run that adopted it
+    # (one killed before its own first change still adopted the run before it).
+    assert killed_runs <= set(final.adopted), f"the finishing run did not adopt the killed runs {ctx}"
     again = apply_decisions(root, truth, LOSSLESS, "drill", log=lambda line: None)  # a re-run: never twice
     assert again.summary["applied"] == 0 and audit(root, originals)["double"] == []
     undo_run(str(final.report_path), announce=lambda line: None)

@@ -233,6 +233,19 @@ def test_a_run_that_finishes_a_killed_run_undoes_its_work_too(archive: Archive) 
     assert sha256_file(archive.root / "a.jpg") == sha_a and sha256_file(archive.root / "b.jpg") == sha_b
 
 
+def test_a_killed_run_that_only_adopted_is_adopted_in_turn(archive: Archive) -> None:
+    """Killed twice: the second run adopted the first and was killed before its own first change.
+    The run that finishes must adopt it too, or undoing it would leave the first run's turn."""
+    sha_a = photo(archive.root / "a.jpg", 1)
+    archive.apply("a.jpg", 90, "lossless", "killed-1", sha_a)  # killed after this
+    archive.adopt_unfinished("killed-2")  # killed before changing anything
+    assert archive.adopt_unfinished("final") == ["killed-2"]
+    archive.finish("final")
+    assert archive.runs_undone_with("final") == ["final", "killed-2", "killed-1"]
+    assert all(o.status == "restored" for o in archive.undo("final"))
+    assert sha256_file(archive.root / "a.jpg") == sha_a
+
+
 def test_undo_of_a_finished_run_that_changed_nothing_is_empty(archive: Archive) -> None:
     archive.finish("idle")
     assert archive.undo("idle") == []

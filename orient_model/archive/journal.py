@@ -315,12 +315,19 @@ class Journal:
         )
 
     def unfinished_runs(self) -> list[str]:
-        """Runs that changed files but never finished (killed): no report will ever name them."""
+        """Runs that changed files, or adopted runs that did, but never finished (killed): no
+        report will ever name them. A run killed before its own first change may still have
+        adopted an earlier one; dropping it would cut that one out of every undo chain."""
         rows = self._execute(
             "SELECT run_id FROM changes WHERE run_id NOT IN (SELECT run_id FROM runs)"
             " GROUP BY run_id ORDER BY MIN(id)"
         ).fetchall()
-        return [r[0] for r in rows]
+        adopters = self._execute(
+            "SELECT DISTINCT adopted_by FROM runs WHERE adopted_by IS NOT NULL"
+            " AND adopted_by NOT IN (SELECT run_id FROM runs)"
+        ).fetchall()
+        unfinished = [r[0] for r in rows]
+        return unfinished + [r[0] for r in adopters if r[0] not in unfinished]
 
     def is_finished(self, run_id: str) -> bool:
         return self._execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
