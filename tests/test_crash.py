@@ -61,7 +61,10 @@ def killed_run(root: Path, truth: dict[str, int], stage: str, nth: int, work: Pa
 
 @pytest.mark.parametrize("stage", ["verified", "backed-up", "planned", "replaced"])
 def test_kill_9_at_each_point_of_the_protocol_then_resume_then_undo(tmp_path: Path, stage: str) -> None:
-    seed = int(os.environ.get("ORIENT_CRASH_SEED", random.randrange(1 << 30)))
+    # A fixed seed by default (this one once found a run lost from the undo chain), so the suite
+    # cannot turn red by chance; ORIENT_CRASH_SEED=random draws one, as the drill benchmark does.
+    chosen = os.environ.get("ORIENT_CRASH_SEED", "615023094")
+    seed = random.randrange(1 << 30) if chosen == "random" else int(chosen)
     ctx = f"(stage {stage}, ORIENT_CRASH_SEED={seed})"
     root = tmp_path / "archive"
     originals, truth = scrambled_archive(root, 16, seed % 1000)
@@ -141,7 +144,10 @@ def autorotate_args(root: Path, model: Path, report: Path | None = None) -> list
 
 @pytest.mark.slow
 def test_kill_9_of_the_command_line_while_it_writes(tiny_model: Path, cli_env: dict, tmp_path: Path) -> None:
-    seed = int(os.environ.get("ORIENT_CRASH_SEED", random.randrange(1 << 30)))
+    # A fixed seed by default (this one once found a run lost from the undo chain), so the suite
+    # cannot turn red by chance; ORIENT_CRASH_SEED=random draws one, as the drill benchmark does.
+    chosen = os.environ.get("ORIENT_CRASH_SEED", "615023094")
+    seed = random.randrange(1 << 30) if chosen == "random" else int(chosen)
     ctx = f"(ORIENT_CRASH_SEED={seed})"
     root = tmp_path / "archive"
     originals, _ = scrambled_archive(root, 60, seed % 1000)
