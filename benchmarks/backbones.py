@@ -15,9 +15,8 @@ import time
 
 import torch
 from PIL import Image
-from training_runs import figure_line, train_and_judge
+from training_runs import cpu_recipe, figure_line, train_and_judge
 
-from orient_model.config import TrainConfig
 from orient_model.model.predict import Predictor
 
 
@@ -54,16 +53,7 @@ def main() -> None:
     )
     for candidate in args.candidates:
         arch, size = candidate.split(":")
-        cfg = TrainConfig(
-            arch=arch,
-            input_size=int(size),
-            epochs=args.epochs,
-            freeze="early",
-            cache_passes=args.cache_passes,
-            patience=2,
-            device="cpu",
-            workers=2,
-        )
+        cfg = cpu_recipe(arch, int(size), args.epochs, args.cache_passes)
         run = train_and_judge(
             args.data_dir,
             cfg,

@@ -15,9 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from training_runs import figure_line, train_and_judge
-
-from orient_model.config import TrainConfig
+from training_runs import cpu_recipe, figure_line, train_and_judge
 
 
 def main() -> None:
@@ -31,16 +29,7 @@ def main() -> None:
     parser.add_argument("--max-judged", type=int, default=0, help="calibration and test photos each (0: all)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    cfg = TrainConfig(
-        arch=args.arch,
-        input_size=args.input_size,
-        epochs=args.epochs,
-        freeze="early",
-        cache_passes=args.cache_passes,
-        patience=2,
-        device="cpu",
-        workers=2,
-    )
+    cfg = cpu_recipe(args.arch, args.input_size, args.epochs, args.cache_passes)
     rows = []
     print(
         f"learning curve: {args.arch} at {args.input_size} px, freeze early, {args.epochs} epochs, "

@@ -48,6 +48,20 @@ def _sample(photos: list, n: int | None, seed: int) -> list:
     return [photos[i] for i in sorted(pick)]
 
 
+def cpu_recipe(arch: str, input_size: int, epochs: int, cache_passes: int) -> TrainConfig:
+    """The benchmarks' one training recipe: first stages frozen, cached features, on the CPU."""
+    return TrainConfig(
+        arch=arch,
+        input_size=input_size,
+        epochs=epochs,
+        freeze="early",
+        cache_passes=cache_passes,
+        patience=2,
+        device="cpu",
+        workers=2,
+    )
+
+
 def train_and_judge(
     data_dir: Path,
     cfg: TrainConfig,

@@ -21,7 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from orient_model.archive.audit import archive_contents, audit, read_journal, scrambled_archive
+from orient_model.archive.audit import (
+    archive_contents,
+    audit,
+    drill_autorotate_args,
+    read_journal,
+    scrambled_archive,
+)
 from orient_model.archive.paths import STATE_DIRNAME
 from orient_model.archive.undo import undo_run
 from orient_model.config import AutorotateConfig
@@ -118,28 +124,8 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
     return rc, err_path.read_text(errors="replace")
 
 
-def autorotate_args(root: Path, model: Path, report: Path | None = None) -> list[str]:
-    args = [
-        "autorotate",
-        str(root),
-        "--apply",
-        "lossless",
-        "--model",
-        str(model),
-        "--threshold",
-        "0",
-        "--no-tta",
-        "--views",
-        "1",
-        "--saliency",
-        "off",
-        "--device",
-        "cpu",
-        "--engine",
-        "torch",
-        "--quiet",
-    ]
-    return args + (["--report", str(report)] if report else [])
+# One view, no vote, PyTorch on the CPU: the tiny model, quickly.
+FAST = ("--no-tta", "--views", "1", "--device", "cpu", "--engine", "torch")
 
 
 @pytest.mark.slow
@@ -151,7 +137,7 @@ def test_kill_9_of_the_command_line_while_it_writes(tiny_model: Path, cli_env: d
     ctx = f"(ORIENT_CRASH_SEED={seed})"
     root = tmp_path / "archive"
     originals, _ = scrambled_archive(root, 60, seed % 1000)
-    proc = start_cli(autorotate_args(root, tiny_model), cli_env, tmp_path, "killed")
+    proc = start_cli(drill_autorotate_args(root, tiny_model, None, extra=FAST), cli_env, tmp_path, "killed")
     while proc.poll() is None and not read_journal(root):  # no time limit: a busy machine is slow
         time.sleep(0.005)
     time.sleep(random.Random(seed).uniform(0.0, 0.1))
@@ -161,7 +147,9 @@ def test_kill_9_of_the_command_line_while_it_writes(tiny_model: Path, cli_env: d
     mid = audit(root, originals, final=False)
     assert not mid["corrupt"] and not mid["lost"] and not mid["double"], f"after the kill {ctx}: {mid}"
     report = tmp_path / "final.parquet"
-    rc, err = finish(start_cli(autorotate_args(root, tiny_model, report), cli_env, tmp_path, "final"))
+    rc, err = finish(
+        start_cli(drill_autorotate_args(root, tiny_model, report, extra=FAST), cli_env, tmp_path, "final")
+    )
     assert rc == 0 and "Traceback" not in err, f"resume failed {ctx}: {err[-3000:]}"
     assert audit(root, originals) == {"corrupt": [], "lost": [], "double": [], "journal": []}, ctx
     rc, err = finish(start_cli(["undo", str(report)], cli_env, tmp_path, "undo"))
@@ -188,7 +176,9 @@ def test_a_second_run_on_a_busy_archive_fails_with_one_line_naming_the_holder(ti
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        rc, err = finish(start_cli(autorotate_args(root, tiny_model), cli_env, tmp_path, "second"))
+        rc, err = finish(
+            start_cli(drill_autorotate_args(root, tiny_model, None, extra=FAST), cli_env, tmp_path, "second")
+        )
     finally:
         holder.kill()
         holder.wait()

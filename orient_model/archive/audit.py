@@ -171,3 +171,11 @@ def audit(root: Path, originals: dict[str, bytes], final: bool = True) -> dict[s
 
 def clean(problems: dict[str, list[str]]) -> bool:
     return not any(problems.values())
+
+
+def drill_autorotate_args(root, model, report=None, extra: tuple[str, ...] = ()) -> list[str]:
+    """The `orient` arguments of a drill run: turn everything it can (threshold 0), losslessly,
+    without evidence maps, quietly; ``extra`` adds options (the test's faster way of looking)."""
+    args = ["autorotate", str(root), "--apply", "lossless", "--model", str(model), "--threshold", "0"]
+    args += ["--saliency", "off", "--quiet", *extra]
+    return args + (["--report", str(report)] if report else [])
