@@ -22,10 +22,12 @@ or not restored.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -35,7 +37,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orient_model.archive.audit import archive_contents, audit, clean, read_journal, scrambled_archive  # noqa: E402
+from orient_model.archive.audit import (  # noqa: E402
+    archive_contents,
+    audit,
+    clean,
+    drill_autorotate_args,
+    read_journal,
+    scrambled_archive,
+)
 
 
 def orient(args: list[str], wait: bool = True) -> subprocess.Popen | int:
@@ -54,21 +63,19 @@ def orient(args: list[str], wait: bool = True) -> subprocess.Popen | int:
     return proc.returncode
 
 
-def autorotate_args(root: Path, model: str, report: Path | None = None) -> list[str]:
-    args = [
-        "autorotate",
-        str(root),
-        "--apply",
-        "lossless",
-        "--model",
-        model,
-        "--threshold",
-        "0",
-        "--saliency",
-        "off",
-        "--quiet",
-    ]
-    return args + (["--report", str(report)] if report else [])
+def finished_alone(root: Path, final_report: Path) -> list[str]:
+    """Runs, other than the final one, that finished on their own and changed files (oldest first)."""
+    final = json.loads(final_report.with_suffix(".json").read_text())["run_id"]
+    journal = sqlite3.connect(f"file:{root / '.orient' / 'journal.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = journal.execute(
+            "SELECT run_id FROM runs WHERE adopted_by IS NULL AND run_id != ?"
+            " AND run_id IN (SELECT run_id FROM changes) ORDER BY finished_at",
+            (final,),
+        ).fetchall()
+    finally:
+        journal.close()
+    return [r[0] for r in rows]
 
 
 def drill_round(work: Path, photos: int, kills: int, model: str, rng: random.Random) -> dict:
@@ -79,7 +86,7 @@ def drill_round(work: Path, photos: int, kills: int, model: str, rng: random.Ran
     landed = 0
     for _ in range(kills):
         before = len(read_journal(root))
-        proc = orient(autorotate_args(root, model), wait=False)
+        proc = orient(drill_autorotate_args(root, model), wait=False)
         while proc.poll() is None and len(read_journal(root)) <= before:
             time.sleep(0.005)
         time.sleep(rng.uniform(0.0, 0.3))
@@ -91,12 +98,16 @@ def drill_round(work: Path, photos: int, kills: int, model: str, rng: random.Ran
         for key in ("corrupt", "lost", "double"):
             problems[key] += mid[key]
     report = work / "final.parquet"
-    resumed = orient(autorotate_args(root, model, report))
+    resumed = orient(drill_autorotate_args(root, model, report))
     final = audit(root, originals)
     for key, found in final.items():
         problems[key] += found
     changed = sum(archive_contents(root)[rel] != data for rel, data in originals.items())
     undone = orient(["undo", str(report), "--quiet"])
+    # A kill that came after a run had finished its work (it was writing its report) leaves a
+    # finished run of its own, which the final run rightly does not adopt: undo it by its id too.
+    for run_id in reversed(finished_alone(root, report)):
+        undone = max(undone, orient(["undo", run_id, "--archive", str(root), "--quiet"]))
     restored = sum(archive_contents(root).get(rel) == data for rel, data in originals.items())
     return {
         "kills": landed,
