@@ -3,7 +3,7 @@
 On N generated 6000x4000 JPEG scans (24 megapixels) prints photos/s for:
   the floor: only draft-decoding the files (threads = the machine's cores);
   naive: full decode, then the network in PyTorch, one photo at a time (centre view, no vote);
-  `autorotate --apply none` (the Prefect flow, once running) for each engine x vote x evidence,
+  `autorotate --apply none` (the Prefect flow, once running) for each engine x vote x glance x evidence,
   with how many photos were flagged and what evidence cost per flagged photo;
 then the start-up (command to first photo) of the real command line, the peak RSS of autorotate
 over 1,000 and 10,000 small files (it must not grow with the archive), and the time of a re-run
@@ -37,6 +37,13 @@ from orient_model.model.registry import load_model, resolve_model_path  # noqa: 
 from orient_model.synthetic import scene, write_scenes  # noqa: E402
 
 CAP = AutorotateConfig().max_pixels
+VARIANTS = (  # engine, vote (four turns), glance first; the first is the defaults
+    ("onnxruntime", True, True),
+    ("onnxruntime", True, False),
+    ("onnxruntime", False, False),
+    ("torch", True, True),
+    ("torch", False, False),
+)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -166,28 +173,31 @@ def main() -> None:
         warm = args.workdir / "warm"
         write_scenes(warm, 4, seed=1)
         print(
-            f"{'engine':<12}{'vote':<6}{'evidence':<10}{'photos/s':>9}{'x naive':>9}{'floor/x':>9}"
+            f"{'engine':<12}{'vote':<6}{'glance':<8}{'evidence':<10}{'photos/s':>9}{'x naive':>9}{'floor/x':>9}"
             f"{'flagged':>9}{'evidence s/flagged':>20}"
         )
-        for engine in ("onnxruntime", "torch"):
-            for tta in (True, False):
-                rates = {}
-                for evidence in ("gradcam", "off"):
-                    variant = cfg.model_copy(update={"engine": engine, "tta": tta, "saliency": evidence})
-                    flow_rate(warm, variant)  # loads this variant once
-                    rate, summary = flow_rate(paths[0].parent, variant)
-                    rates[evidence] = (rate, summary["counts"]["flag"])
-                for evidence, (rate, flagged) in rates.items():
-                    cost = ""
-                    if evidence != "off" and flagged:
-                        extra = len(paths) / rate - len(paths) / rates["off"][0]
-                        cost = f"{extra / flagged:.2f}"
-                    print(
-                        f"{engine:<12}{'on' if tta else 'off':<6}{evidence:<10}{rate:9.2f}{rate / rate_naive:9.1f}"
-                        f"{rate_floor / rate:9.2f}{flagged:9d}{cost:>20}",
-                        flush=True,
-                    )
-        print("targets (defaults: onnxruntime, vote on, gradcam): at least 5x naive, floor/x at most 2")
+        for engine, tta, glance in VARIANTS:
+            rates = {}
+            for evidence in ("gradcam", "off"):
+                variant = cfg.model_copy(
+                    update={"engine": engine, "tta": tta, "glance": glance, "saliency": evidence}
+                )
+                flow_rate(warm, variant)  # loads this variant once
+                rate, summary = flow_rate(paths[0].parent, variant)
+                rates[evidence] = (rate, summary["counts"]["flag"])
+            for evidence, (rate, flagged) in rates.items():
+                cost = ""
+                if evidence != "off" and flagged:
+                    extra = len(paths) / rate - len(paths) / rates["off"][0]
+                    cost = f"{extra / flagged:.2f}"
+                print(
+                    f"{engine:<12}{'on' if tta else 'off':<6}{'on' if glance else 'off':<8}{evidence:<10}"
+                    f"{rate:9.2f}{rate / rate_naive:9.1f}{rate_floor / rate:9.2f}{flagged:9d}{cost:>20}",
+                    flush=True,
+                )
+        print(
+            "targets (defaults: onnxruntime, vote on, glance on, gradcam): at least 5x naive, floor/x at most 2"
+        )
 
         one = args.workdir / "one-photo"
         write_scenes(one, 1, seed=2)

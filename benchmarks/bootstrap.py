@@ -31,17 +31,18 @@ from orient_model import orientation  # noqa: E402
 from orient_model.config import TrainConfig, TrainingSetConfig  # noqa: E402
 from orient_model.model.calibration import certified_threshold  # noqa: E402
 from orient_model.model.evaluate import metrics, score_photos  # noqa: E402
-from orient_model.model.predict import Looking, Predictor  # noqa: E402
+from orient_model.model.predict import Predictor  # noqa: E402
 from orient_model.model.registry import load_model, resolve_model_path  # noqa: E402
 
 
 def judge(model_path: Path, photos: list[tuple[str, list]], max_error: float) -> dict:
     loaded = load_model(model_path)
-    looking = Looking(loaded.views, True)
-    scores = score_photos(Predictor(loaded, device="auto", engine="auto"), photos)
+    predictor = Predictor(loaded, device="auto", engine="auto")
+    looking = predictor.looking  # as auto-rotate looks
+    scores = score_photos(predictor, photos)
     entry = loaded.calibration.get(looking.key)
     threshold = certified_threshold(entry["risk_curve"], max_error)[0] if entry else 0.9
-    return metrics(scores, looking, loaded.temperature_for(looking), threshold)
+    return metrics(scores, looking, loaded.calibration, threshold)
 
 
 def main() -> None:

@@ -117,7 +117,7 @@ def judge(scores: PhotoScores, loaded: LoadedModel, max_error: float = 0.01) -> 
     for looking in (VOTE, SINGLE):
         entry = loaded.calibration.get(looking.key)
         threshold = certified_threshold(entry["risk_curve"], max_error)[0] if entry else 0.9
-        out[looking.key] = metrics(scores, looking, loaded.temperature_for(looking), threshold)
+        out[looking.key] = metrics(scores, looking, loaded.calibration, threshold)
     return out
 
 

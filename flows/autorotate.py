@@ -31,15 +31,17 @@ CHUNK = 64  # photos per prediction task: one progress step
 
 
 @functools.lru_cache(maxsize=4)
-def cached_model(model_path: str, device: str, tta: bool, views: int | None, saliency: str, engine: str):
+def cached_model(
+    model_path: str, device: str, tta: bool, views: int | None, glance: bool, saliency: str, engine: str
+):
     """Load each model once per process (a worker's too), however many tasks use it."""
     loaded = load_model(model_path)
     renderer = None if saliency == "off" else EvidenceRenderer(loaded, saliency)
-    return Predictor(loaded, device=device, tta=tta, views=views, engine=engine), renderer
+    return Predictor(loaded, device=device, tta=tta, views=views, engine=engine, glance=glance), renderer
 
 
 def model_for(cfg: AutorotateConfig, model_path: str):
-    return cached_model(model_path, cfg.device, cfg.tta, cfg.views, cfg.saliency, cfg.engine)
+    return cached_model(model_path, cfg.device, cfg.tta, cfg.views, cfg.glance, cfg.saliency, cfg.engine)
 
 
 @task(retries=1, retry_delay_seconds=2, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)

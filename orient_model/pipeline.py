@@ -150,7 +150,7 @@ def predict_entries(
             pending = submit(next(batches, []))  # decode the next batch while the model runs
             usable = [r for r in reads if r.upright is not None]
             start = time.perf_counter()
-            probs = predictor.probabilities([r.upright for r in usable])
+            probs = predictor.probabilities([r.upright for r in usable], threshold)
             per_photo_ms = (time.perf_counter() - start) * 1000 / max(len(usable), 1)
             for read, p in zip(usable, probs, strict=True):
                 read.row.predict_ms = per_photo_ms

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flows.training import whole_photos  # noqa: E402
 from orient_model.model.calibration import certified_threshold  # noqa: E402
-from orient_model.model.evaluate import LOOKINGS, calibrate, metrics, score_photos  # noqa: E402
+from orient_model.model.evaluate import calibrate, lookings_for, metrics, score_photos  # noqa: E402
 from orient_model.model.predict import Predictor  # noqa: E402
 from orient_model.model.promotion import quality_gate  # noqa: E402
 from orient_model.model.registry import DEFAULT_MODEL_DIR, load_model  # noqa: E402
@@ -58,14 +58,14 @@ def main() -> None:
     shipped = load_model(DEFAULT_MODEL_DIR / "model.pt")
     photos = whole_photos(str(Path(card["command"].split()[2])))  # "orient train DATA_DIR ..."
     predictor = Predictor(shipped, device="cpu", engine="auto")
-    lookings = [looking for looking in LOOKINGS if looking.views in (1, shipped.views)]
+    lookings = lookings_for(shipped.views)
     calibration = calibrate(score_photos(predictor, photos["calib"]), lookings)
     shipped.card["calibration"] = calibration
     test_scores = score_photos(predictor, photos["test"])
     test = {}
     for looking in lookings:
         threshold = certified_threshold(calibration[looking.key]["risk_curve"], args.max_error)[0]
-        test[looking.key] = metrics(test_scores, looking, shipped.temperature_for(looking), threshold)
+        test[looking.key] = metrics(test_scores, looking, calibration, threshold)
     card.update(
         version=f"default-{card['version']}",
         calibration=calibration,

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from orient_model.model.calibration import certified_threshold  # noqa: E402
 from orient_model.model.evaluate import metrics, score_photos  # noqa: E402
-from orient_model.model.predict import Looking, Predictor  # noqa: E402
+from orient_model.model.predict import Predictor  # noqa: E402
 from orient_model.model.registry import load_model, resolve_model_path  # noqa: E402
 
 
@@ -41,12 +41,12 @@ def main() -> None:
     )
     for ref in args.models:
         loaded = load_model(resolve_model_path(ref))
-        looking = Looking(loaded.views, True)
         predictor = Predictor(loaded, device="auto", engine="auto")
+        looking = predictor.looking  # as auto-rotate looks (glancing first when calibrated for it)
         entry = loaded.calibration.get(looking.key)
         threshold = certified_threshold(entry["risk_curve"], args.max_error)[0] if entry else 0.9
         for name, photos in sorted(sets.items()):
-            m = metrics(score_photos(predictor, photos), looking, loaded.temperature_for(looking), threshold)
+            m = metrics(score_photos(predictor, photos), looking, loaded.calibration, threshold)
             out[f"{loaded.version}/{name}"] = m
             print(
                 f"{loaded.version[:27]:<28}{name:<9}{m['photos']:>7}{m['accuracy']:>10.3f}{m['coverage']:>10.2f}"

@@ -64,17 +64,33 @@ def clopper_pearson_upper(errors: int, n: int, confidence: float = 0.95) -> floa
 THRESHOLD_GRID = tuple(round(1.0 - i * 0.0025, 4) for i in range(301))  # 1.0 down to 0.25
 
 
-def risk_curve(confidence: np.ndarray, correct: np.ndarray, confidence_level: float = 0.95) -> list[dict]:
+def risk_curve(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    confidence_level: float = 0.95,
+    then: tuple[np.ndarray, np.ndarray] | None = None,
+) -> list[dict]:
     """Risk against coverage on calibration decisions, at each threshold of a fixed grid from
     high to low: how many decisions would be automatic, how many of those wrong, and the
     one-sided upper bound on their error rate (exact binomial, Clopper-Pearson). The decisions
-    must be independent draws (one per calibration photo) for the bound to hold."""
+    must be independent draws (one per calibration photo) for the bound to hold.
+
+    ``then`` (confidence, correct) is a second look taken only where the first falls short of
+    the threshold (a glance first): at each threshold a photo is decided by the first look when
+    it is sure enough, else by the second when that one is; the two-step rule is one rule with
+    one threshold, so the fixed-sequence walk over the grid certifies it as it does a single look.
+    """
     n = len(confidence)
+    correct = correct.astype(bool)
     rows = []
     for threshold in THRESHOLD_GRID:
         chosen = confidence >= threshold
+        wrong = chosen & ~correct
+        if then is not None:
+            second = ~chosen & (then[0] >= threshold)
+            chosen, wrong = chosen | second, wrong | (second & ~then[1].astype(bool))
         k = int(chosen.sum())
-        errors = int((~correct.astype(bool) & chosen).sum())
+        errors = int(wrong.sum())
         rows.append(
             {
                 "threshold": threshold,

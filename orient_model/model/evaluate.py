@@ -21,9 +21,8 @@ from orient_model.model.calibration import (
     fit_temperature,
     risk_curve,
 )
-from orient_model.model.predict import Looking, Predictor, combine, softmax
+from orient_model.model.predict import GLANCE, Looking, Predictor, combine, glanced, softmax
 
-LOOKINGS = (Looking(3, True), Looking(1, True), Looking(3, False), Looking(1, False))
 MAX_PIXELS = 250_000_000
 
 
@@ -42,6 +41,24 @@ class PhotoScores:
         n = len(self.names)
         flat = self.log_probs.reshape(n * 4, *self.log_probs.shape[2:])
         return combine(flat, looking).reshape(n, 4, 4)
+
+    def probabilities(self, looking: Looking, calibration: dict[str, dict], threshold: float) -> np.ndarray:
+        """``N x 4 x 4`` calibrated probabilities, with each way of looking's own temperature from
+        ``calibration``; a glance first takes the full look's where the glance is short of
+        ``threshold``."""
+        if not looking.glance:
+            return softmax(self.votes(looking) / calibration[looking.key]["temperature"])
+        first = self.probabilities(GLANCE, calibration, threshold)
+        return glanced(first, self.probabilities(looking.wide, calibration, threshold), threshold)
+
+
+def lookings_for(views: int) -> list[Looking]:
+    """The ways of looking a model with ``views`` views is calibrated and judged for: its own
+    (glancing first, and not), one view, and each without the four turns."""
+    out = [Looking(views, True), Looking(1, True), Looking(views, False), Looking(1, False)]
+    if views > 1:
+        out.append(Looking(views, True, glance=True))
+    return list(dict.fromkeys(out))
 
 
 def score_photos(
@@ -88,38 +105,58 @@ def one_orientation_each(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 4, n)
 
 
-def calibrate(scores: PhotoScores, lookings: Sequence[Looking] = LOOKINGS) -> dict[str, dict]:
+def calibrate(scores: PhotoScores, lookings: Sequence[Looking]) -> dict[str, dict]:
     """Per way of looking: the temperature and the risk-coverage curve, on calibration photos
     each shown in all four orientations (as an archive's photos arrive in any of them).
 
     The curve counts every orientation's decision, as the certified threshold is specified. The
     four orientations of one photo are not independent draws, so that curve's 95% is nominal;
     ``risk_curve_independent`` counts one random orientation per photo (independent decisions,
-    so its bound holds as stated, at the price of a quarter of the decisions)."""
-    out = {}
+    so its bound holds as stated, at the price of a quarter of the decisions).
+
+    A glance first has no temperature of its own: it uses the glance's and the full look's (both
+    calibrated here too), and its curve is the two-step rule's."""
+    out: dict[str, dict] = {}
     labels_all = np.tile(np.arange(4), len(scores.names))
     pick = one_orientation_each(len(scores.names))
-    for looking in lookings:
+    needed = [
+        part for looking in lookings for part in ((GLANCE, looking.wide) if looking.glance else (looking,))
+    ]
+    probs: dict[str, np.ndarray] = {}
+    for looking in dict.fromkeys(needed):
         votes = scores.votes(looking)
         temperature = fit_temperature(torch.from_numpy(votes.reshape(-1, 4)), torch.from_numpy(labels_all))
-        probs = softmax(votes / temperature)  # N x 4 orientations x 4 classes
-        every = probs.reshape(-1, 4)
-        one = probs[np.arange(len(pick)), pick]
-        out[looking.key] = {
-            "temperature": temperature,
-            "photos": len(pick),
-            "decisions": len(every),
-            "risk_curve": risk_curve(every.max(1), every.argmax(1) == labels_all),
-            "risk_curve_independent": risk_curve(one.max(1), one.argmax(1) == pick),
-        }
+        probs[looking.key] = softmax(votes / temperature)  # N x 4 orientations x 4 classes
+        out[looking.key] = {"temperature": temperature}
+    everyone = np.arange(len(pick))
+    for looking in dict.fromkeys(needed + list(lookings)):
+        if looking.glance:
+            parts = [probs[GLANCE.key], probs[looking.wide.key]]
+            out[looking.key] = {"temperature": out[looking.wide.key]["temperature"]}
+        else:
+            parts = [probs[looking.key]]
+        out[looking.key].update(
+            {
+                "photos": len(pick),
+                "decisions": len(labels_all),
+                "risk_curve": _curve([p.reshape(-1, 4) for p in parts], labels_all),
+                "risk_curve_independent": _curve([p[everyone, pick] for p in parts], pick),
+            }
+        )
     return out
 
 
-def metrics(scores: PhotoScores, looking: Looking, temperature: float, threshold: float) -> dict:
+def _curve(parts: list[np.ndarray], labels: np.ndarray) -> list[dict]:
+    """The risk-coverage curve of one look's ``K x 4`` probabilities, or of a glance then the full look."""
+    looks = [(p.max(1), p.argmax(1) == labels) for p in parts]
+    return risk_curve(*looks[0], then=looks[1] if len(looks) > 1 else None)
+
+
+def metrics(scores: PhotoScores, looking: Looking, calibration: dict[str, dict], threshold: float) -> dict:
     """Accuracy (overall, per class, per kind), coverage and wrong automatic decisions at a
-    threshold, and calibration error, over every photo in every orientation."""
-    votes = scores.votes(looking)
-    probs = softmax(votes / temperature).reshape(-1, 4)
+    threshold, and calibration error, over every photo in every orientation; ``calibration``
+    holds each way of looking's temperature (see :func:`calibrate`)."""
+    probs = scores.probabilities(looking, calibration, threshold).reshape(-1, 4)
     labels = np.tile(np.arange(4), len(scores.names))
     pred, conf = probs.argmax(1), probs.max(1)
     right = pred == labels

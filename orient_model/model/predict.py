@@ -2,14 +2,15 @@
 voted together; calibrated probabilities; and the keep/rotate/flag decision.
 
 How the model sees a photo is one setting, :class:`Looking`: how many square views along its
-long side (``views``) and whether each is also seen turned (``tta``). Each way of looking has its
-own temperature and its own risk-coverage curve, fitted on calibration photos (see
-:mod:`orient_model.model.evaluate`), so confidences and the certified threshold stay honest
-whichever is used.
+long side (``views``), whether each is also seen turned (``tta``), and whether it glances at the
+centre first (``glance``). Each way of looking has its own temperature and its own risk-coverage
+curve, fitted on calibration photos (see :mod:`orient_model.model.evaluate`), so confidences and
+the certified threshold stay honest whichever is used.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,14 +28,32 @@ from orient_model.model.registry import LoadedModel
 @dataclass(frozen=True)
 class Looking:
     """How the model looks at a photo: ``views`` squares along the long side, each at four
-    quarter turns when ``tta``."""
+    quarter turns when ``tta``.
+
+    ``glance``: first the centre view alone at four turns (a third of the passes); the other
+    views only for photos that glance leaves short of the decision threshold. Most photos are
+    decided at a glance, and the two-step rule is calibrated and certified as one (see
+    :func:`orient_model.model.calibration.risk_curve`)."""
 
     views: int = 3
     tta: bool = True
+    glance: bool = False
+
+    def __post_init__(self):
+        if self.glance and (self.views == 1 or not self.tta):
+            raise ValueError("a glance first needs several views, each seen at four turns")
 
     @property
     def key(self) -> str:
-        return f"views={self.views},tta={self.tta}"
+        return f"views={self.views},tta={self.tta}" + (",glance" if self.glance else "")
+
+    @property
+    def wide(self) -> Looking:
+        """The full look (every view), without the glance."""
+        return Looking(self.views, self.tta)
+
+
+GLANCE = Looking(1, True)  # the centre view at four quarter turns
 
 
 def voted_logits(model: torch.nn.Module, batch: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
@@ -60,7 +79,10 @@ def turned_log_probs(
 
 def combine(per_view: np.ndarray, looking: Looking) -> np.ndarray:
     """Votes for one way of looking, from ``N x V x 4 x 4`` log-probabilities (photo, view along
-    the long side, quarter turn, class) computed for the widest way: mean log-probabilities."""
+    the long side, quarter turn, class) computed for the widest way: mean log-probabilities.
+    (A glance's votes depend on the threshold: see :func:`glanced`.)"""
+    if looking.glance:
+        raise ValueError("a glance first is voted with its threshold: see glanced()")
     n_views = per_view.shape[1]
     if looking.views == 1:
         chosen = per_view[:, [n_views // 2]]
@@ -71,6 +93,13 @@ def combine(per_view: np.ndarray, looking: Looking) -> np.ndarray:
     if not looking.tta:
         chosen = chosen[:, :, :1]
     return chosen.reshape(len(per_view), -1, 4).mean(1)
+
+
+def glanced(first: np.ndarray, wide: np.ndarray, threshold: float) -> np.ndarray:
+    """Calibrated probabilities of a glance first: the glance's where its top probability reaches
+    ``threshold``, else the full look's (both ``... x 4``, each with its own temperature)."""
+    sure = first.max(-1, keepdims=True) >= threshold
+    return np.where(sure, first, wide)
 
 
 class Predictor:
@@ -84,10 +113,16 @@ class Predictor:
         views: int | None = None,
         amp: bool = True,
         engine: str = "torch",
+        glance: bool = True,
     ):
         self.loaded = loaded
         self.device = resolve_device(device)
-        self.looking = Looking(views or loaded.views, tta)
+        looking = Looking(views or loaded.views, tta)
+        glancing = Looking(looking.views, tta, glance=True) if looking.views > 1 and tta else None
+        # Only with a risk-coverage curve for the two-step rule: else its threshold is not certified.
+        if glance and glancing is not None and glancing.key in loaded.calibration:
+            looking = glancing
+        self.looking = looking
         self.amp = amp and self.device.type == "cuda"
         # channels_last is faster for depthwise convolutions on CPUs too (about 1.6x here).
         self.model = loaded.model.to(self.device).to(memory_format=torch.channels_last).eval()
@@ -98,43 +133,67 @@ class Predictor:
         """The shorter side photos are decoded to (at least) before the model's views are cut."""
         return self.loaded.input_size
 
-    @property
-    def temperature(self) -> float:
-        return self.loaded.temperature_for(self.looking)
-
     def tensor(self, img: Image.Image) -> torch.Tensor:
         return to_tensor(img, self.loaded.mean, self.loaded.std)
 
-    @torch.inference_mode()
     def log_probs(self, images: list[Image.Image], looking: Looking | None = None) -> np.ndarray:
         """``N x V x T x 4`` log-probabilities: photo, view along the long side, quarter turn
-        (1 without voting), class; uncalibrated."""
-        looking = looking or self.looking
+        (1 without voting), class; uncalibrated. (A glance first: every view.)"""
+        looking = (looking or self.looking).wide
+        views = range(looking.views)
+        return self._views_log_probs(images, looking.views, views, looking.tta)
+
+    @torch.inference_mode()
+    def _views_log_probs(
+        self, images: list[Image.Image], n_views: int, which: Sequence[int], tta: bool
+    ) -> np.ndarray:
+        """``N x len(which) x T x 4``: the chosen ones of each photo's ``n_views`` views."""
         if not images:
-            return np.zeros((0, looking.views, 4 if looking.tta else 1, 4), dtype=np.float32)
+            return np.zeros((0, len(which), 4 if tta else 1, 4), dtype=np.float32)
         size = self.loaded.input_size
         crops = torch.stack(
-            [self.tensor(v) for img in images for v in square_views(img, size, looking.views)]
+            [self.tensor(square_views(img, size, n_views)[i]) for img in images for i in which]
         )
         # On a CPU about 32 images a call run fastest (larger batches leave the caches); a GPU takes all.
-        step = len(crops) if self.device.type == "cuda" else (8 if looking.tta else 32)
+        step = len(crops) if self.device.type == "cuda" else (8 if tta else 32)
         parts = []
         for i in range(0, len(crops), step):
             batch = crops[i : i + step].to(self.device).contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, enabled=self.amp):
-                if looking.tta:
+                if tta:
                     parts.append(turned_log_probs(self.engine, batch, channels_last=True).float())
                 else:
                     parts.append(self.engine(batch).float().log_softmax(1)[:, None])
         logp = torch.cat(parts)
-        return logp.cpu().numpy().reshape(len(images), looking.views, -1, 4)
+        return logp.cpu().numpy().reshape(len(images), len(which), -1, 4)
 
-    def probabilities(self, images: list[Image.Image]) -> np.ndarray:
-        """``N x 4`` calibrated probabilities of classes 0/90/180/270 for each photo."""
+    def probabilities(self, images: list[Image.Image], threshold: float | None = None) -> np.ndarray:
+        """``N x 4`` calibrated probabilities of classes 0/90/180/270 for each photo.
+
+        Glancing first (and given the decision ``threshold``), the photos the glance is sure of
+        keep the glance's probabilities; the others are looked at in full, reusing the glance's
+        passes over the centre view."""
         if not images:
             return np.zeros((0, 4), dtype=np.float32)
-        votes = self.log_probs(images).reshape(len(images), -1, 4).mean(1)
-        return softmax(votes / self.temperature)
+        wide = self.looking.wide
+        if not self.looking.glance or threshold is None:
+            votes = self.log_probs(images, wide).reshape(len(images), -1, 4).mean(1)
+            return softmax(votes / self.loaded.temperature_for(wide))
+        centre = wide.views // 2
+        centre_lp = self._views_log_probs(images, wide.views, [centre], True)
+        first = softmax(centre_lp.reshape(len(images), -1, 4).mean(1) / self.loaded.temperature_for(GLANCE))
+        unsure = np.flatnonzero(first.max(1) < threshold)
+        if not len(unsure):
+            return first
+        sides = [i for i in range(wide.views) if i != centre]
+        side_lp = self._views_log_probs([images[i] for i in unsure], wide.views, sides, True)
+        every = np.concatenate(
+            [centre_lp[unsure], side_lp], axis=1
+        )  # the order of views does not matter to a mean
+        full = softmax(every.reshape(len(unsure), -1, 4).mean(1) / self.loaded.temperature_for(wide))
+        out = first.copy()
+        out[unsure] = full
+        return out
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -63,9 +63,9 @@ def judge_pair(
         ("champion", champion_calib, champion_test),
         ("challenger", challenger_calib, challenger_test),
     ):
-        entry = calibrate(calib, [looking])[looking.key]
-        threshold, row = certified_threshold(entry["risk_curve"], max_error)
-        m = metrics(test, looking, entry["temperature"], threshold)
+        calibration = calibrate(calib, [looking])
+        threshold, row = certified_threshold(calibration[looking.key]["risk_curve"], max_error)
+        m = metrics(test, looking, calibration, threshold)
         m["certified_coverage"] = row["coverage"] if row else 0.0
         figures[name] = m
     a, b = figures["champion"], figures["challenger"]

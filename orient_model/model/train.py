@@ -41,7 +41,7 @@ from orient_model.model.calibration import (
 )
 from orient_model.model.data import CopiesDataset
 from orient_model.model.device import resolve_device
-from orient_model.model.evaluate import LOOKINGS, calibrate, metrics, score_photos
+from orient_model.model.evaluate import calibrate, lookings_for, metrics, score_photos
 from orient_model.model.predict import Predictor, voted_logits
 from orient_model.model.registry import LoadedModel
 
@@ -343,7 +343,7 @@ def judge_on_photos(
             )
         )
 
-    lookings = [looking for looking in LOOKINGS if looking.views in (1, cfg.views)]
+    lookings = lookings_for(cfg.views)
     if photos.get("calib"):
         scores = score_photos(predictor, photos["calib"], progress=say("calibration"))
         result.calibration = calibrate(scores, lookings)
@@ -354,5 +354,5 @@ def judge_on_photos(
             entry = result.calibration.get(looking.key, {})
             threshold = certified_threshold(entry["risk_curve"], max_error)[0] if entry else 0.9
             result.metrics.setdefault("test", {})[looking.key] = metrics(
-                scores, looking, loaded.temperature_for(looking), threshold
+                scores, looking, result.calibration, threshold
             )
