@@ -55,7 +55,8 @@ def main() -> None:
                 out[f"{loaded.version}/{name}/{looking.key}"] = m
                 print(
                     f"{label:<28}{name:<9}{m['photos']:>7}{m['accuracy']:>10.3f}{m['coverage']:>10.2f}"
-                    f"{m['wrong_automatic']:>7}/{m['automatic']:<6}{threshold:>11.4f}",
+                    f"{m['wrong_automatic']:>7}/{m['automatic']:<6}{threshold:>11.4f}"
+                    + (f"  {m['decided_at_a_glance']:.0%} at a glance" if looking.glance else ""),
                     flush=True,
                 )
     if args.json:

@@ -244,7 +244,8 @@ def decision_threshold(predictor: Predictor, threshold: float | None, max_error:
             "every photo goes to review"
         )
     decided = entry.get("decisions", entry["photos"])
+    how = " (a glance at the centre first, the whole photo when unsure)" if predictor.looking.glance else ""
     return value, (
-        f"threshold {value:.4f}: error among automatic decisions at most {max_error:.1%} (95% "
+        f"threshold {value:.4f}{how}: error among automatic decisions at most {max_error:.1%} (95% "
         f"confidence, {row['automatic']} of {decided} calibration decisions automatic, {row['errors']} wrong)"
     )
