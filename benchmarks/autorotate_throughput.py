@@ -38,8 +38,8 @@ from orient_model.synthetic import scene, write_scenes  # noqa: E402
 
 CAP = AutorotateConfig().max_pixels
 VARIANTS = (  # engine, vote (four turns), glance first; the first is the defaults
-    ("onnxruntime", True, True),
     ("onnxruntime", True, False),
+    ("onnxruntime", True, True),
     ("onnxruntime", False, False),
     ("torch", True, True),
     ("torch", False, False),
@@ -196,7 +196,7 @@ def main() -> None:
                     flush=True,
                 )
         print(
-            "targets (defaults: onnxruntime, vote on, glance on, gradcam): at least 5x naive, floor/x at most 2"
+            "targets (defaults: onnxruntime, vote on, glance off, gradcam): at least 5x naive, floor/x at most 2"
         )
 
         one = args.workdir / "one-photo"

@@ -38,7 +38,7 @@ from orient_model.model.registry import load_model, resolve_model_path  # noqa: 
 def judge(model_path: Path, photos: list[tuple[str, list]], max_error: float) -> dict:
     loaded = load_model(model_path)
     predictor = Predictor(loaded, device="auto", engine="auto")
-    looking = predictor.looking  # as auto-rotate looks
+    looking = predictor.looking  # as auto-rotate looks by default
     scores = score_photos(predictor, photos)
     entry = loaded.calibration.get(looking.key)
     threshold = certified_threshold(entry["risk_curve"], max_error)[0] if entry else 0.9

@@ -120,8 +120,8 @@ class AutorotateConfig(_Section):
         None, ge=1, le=5, description="square views along the long side (null: the model's own)"
     )
     glance: bool = Field(
-        True,
-        description="glance at the centre view first; look at the whole photo only when unsure",
+        False,
+        description="faster: glance at the centre view first, the whole photo only when unsure",
     )
     saliency: Literal["gradcam", "guided", "gradient", "off"] = Field(
         "gradcam", description="evidence drawn for flagged photos: gradcam | guided | gradient | off"

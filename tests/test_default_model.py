@@ -74,3 +74,14 @@ def test_demo_command_runs_end_to_end(tmp_path, cli_env):
     assert accuracy["judged"] == 32
     assert (tmp_path / "demo" / "report.parquet").is_file()
     assert "3 error" in result.stdout
+
+
+def test_default_model_is_calibrated_for_a_glance_first_but_looks_in_full_by_default():
+    from orient_model.model.predict import Looking, decision_threshold
+
+    loaded = load_model("default")
+    assert Predictor(loaded, device="cpu").looking == Looking(3, True)
+    glancing = Predictor(loaded, device="cpu", glance=True)
+    assert glancing.looking == Looking(3, True, glance=True)
+    threshold, how = decision_threshold(glancing, None, 0.01)
+    assert 0.5 < threshold < 1 and "glance" in how and "at most 1.0%" in how

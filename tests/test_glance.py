@@ -54,11 +54,11 @@ def photos(n: int = 10) -> list[Image.Image]:
 
 def test_glancing_keeps_the_glance_where_it_is_sure_and_looks_at_every_view_elsewhere():
     loaded = tiny_model(calibrated_to_glance=True)
-    glancing = Predictor(loaded, device="cpu")
+    glancing = Predictor(loaded, device="cpu", glance=True)
     assert glancing.looking == GLANCING
     images = photos()
     centre = Predictor(loaded, device="cpu", views=1).probabilities(images)  # the glance alone
-    full = Predictor(loaded, device="cpu", glance=False).probabilities(images)
+    full = Predictor(loaded, device="cpu").probabilities(images)  # in full, the default
     assert not np.allclose(centre, full, atol=1e-3)
     assert np.allclose(glancing.probabilities(images, threshold=0.0), centre, atol=1e-5)
     assert np.allclose(glancing.probabilities(images, threshold=1.01), full, atol=1e-5)
@@ -72,11 +72,10 @@ def test_glancing_keeps_the_glance_where_it_is_sure_and_looks_at_every_view_else
 
 
 def test_a_model_without_a_curve_for_the_glance_is_not_glanced_at():
-    assert Predictor(tiny_model(calibrated_to_glance=False), device="cpu").looking == FULL
-    assert Predictor(tiny_model(calibrated_to_glance=True), device="cpu", glance=False).looking == FULL
-    assert Predictor(tiny_model(calibrated_to_glance=True), device="cpu", tta=False).looking == Looking(
-        3, False
-    )
+    assert Predictor(tiny_model(calibrated_to_glance=False), device="cpu", glance=True).looking == FULL
+    assert Predictor(tiny_model(calibrated_to_glance=True), device="cpu").looking == FULL  # off by default
+    unturned = Predictor(tiny_model(calibrated_to_glance=True), device="cpu", tta=False, glance=True)
+    assert unturned.looking == Looking(3, False)
 
 
 def scores(n: int = 80, seed: int = 1) -> PhotoScores:

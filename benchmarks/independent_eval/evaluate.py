@@ -3,9 +3,8 @@
     python benchmarks/independent_eval/evaluate.py [--photos /work/evalphotos] [--models default v1 ...]
 
 For each set (natural scenes; people and old prints) and each model: every photo in all four
-orientations, seen as auto-rotate sees it (glancing first when the model is calibrated for it)
-and in full (three views, four turns voted); accuracy,
-and at the model's certified threshold for at most 1% error: coverage and wrong automatic
+orientations, seen in full as auto-rotate sees it by default (three views, four turns voted)
+and glancing first (``--glance``, when the model is calibrated for it); accuracy, and at the model's certified threshold for at most 1% error: coverage and wrong automatic
 decisions. Use it to report figures, never to choose between candidates: a choice made on these
 photos would make them tuning photos.
 """
@@ -42,8 +41,8 @@ def main() -> None:
     )
     for ref in args.models:
         loaded = load_model(resolve_model_path(ref))
-        predictor = Predictor(loaded, device="auto", engine="auto")
-        # As auto-rotate looks (glancing first when calibrated for it), and in full.
+        predictor = Predictor(loaded, device="auto", engine="auto", glance=True)
+        # In full, as auto-rotate looks by default, and glancing first (--glance) when calibrated for it.
         lookings = list(dict.fromkeys([predictor.looking, predictor.looking.wide]))
         for name, photos in sorted(sets.items()):
             scores = score_photos(predictor, photos)

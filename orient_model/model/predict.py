@@ -113,7 +113,7 @@ class Predictor:
         views: int | None = None,
         amp: bool = True,
         engine: str = "torch",
-        glance: bool = True,
+        glance: bool = False,
     ):
         self.loaded = loaded
         self.device = resolve_device(device)
