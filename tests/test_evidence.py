@@ -130,3 +130,18 @@ def test_evidence_from_several_threads_at_once_matches_one_at_a_time():
     together = renderer.photo_maps(photos * 2)
     for i, maps in enumerate(together):
         np.testing.assert_allclose(maps, expected[i % 4], rtol=1e-4, atol=1e-6)
+
+
+def test_gradcam_for_every_class_from_one_forward_pass_matches_captum_class_by_class():
+    from orient_model.model import architectures
+
+    torch.manual_seed(0)
+    net = architectures.build_model("efficientnet_lite0").eval()
+    renderer = EvidenceRenderer(
+        LoadedModel(net, "efficientnet_lite0", 64, (0.5,) * 3, (0.25,) * 3, 1.0, "t", {}, 1.0, 1)
+    )
+    x = torch.randn(3, 3, 64, 64)
+    shared = renderer._gradcam_every_class(x)
+    by_class = np.stack([renderer._attribute(x.clone(), torch.full((3,), c)) for c in range(4)])
+    assert shared.shape == by_class.shape == (4, 3, 2, 2) and by_class.max() > 0
+    np.testing.assert_allclose(shared, by_class, rtol=1e-4, atol=1e-6)

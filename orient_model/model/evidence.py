@@ -12,8 +12,8 @@ Which evidence (``method``):
 * ``gradient``: the plain input gradient, for comparison.
 
 Maps are computed for every view the model votes over (squares along the long side) and pasted
-back over the whole photo, at the picture's resolution; all flagged photos of a batch share one
-forward and one backward pass per class. Attribution runs on its own fp32 copy of the model, so
+back over the whole photo, at the picture's resolution; all flagged photos of a batch share the
+passes (Grad-CAM: one forward pass, then a short backward pass per class). Attribution runs on its own fp32 copy of the model, so
 it never shares state with batched inference.
 """
 
@@ -90,6 +90,30 @@ class EvidenceRenderer:
                 attr = self.explainer.attribute(x, target=target, abs=False)
         return attr.clamp(min=0).sum(1).detach().cpu().numpy()
 
+    def _gradcam_every_class(self, x: torch.Tensor) -> np.ndarray:
+        """``4 x N x h x w``: Grad-CAM for each of the four classes from one forward pass.
+
+        The same maps as Captum's ``LayerGradCam`` (with ReLU) class by class, which runs the whole
+        network once per class; here the backward passes start at the output and stop at the
+        evidence layer, a few layers away, so the four classes cost about one forward pass."""
+        layer, captured = last_conv_layer(self.model), []
+
+        def keep(module, inputs, output):
+            captured.append(output.requires_grad_(True))  # a leaf: nothing before it needs gradients
+
+        with self._lock, torch.enable_grad():
+            handle = layer.register_forward_hook(keep)
+            try:
+                logits = self.model(x)
+            finally:
+                handle.remove()
+            acts = captured[0]
+            maps = []
+            for c in range(logits.shape[1]):
+                (grads,) = torch.autograd.grad(logits[:, c].sum(), acts, retain_graph=c < logits.shape[1] - 1)
+                maps.append((grads.mean((2, 3), keepdim=True) * acts).sum(1).clamp(min=0).detach())
+        return torch.stack(maps).cpu().numpy()
+
     def evidence(self, img: Image.Image, target: int) -> np.ndarray:
         """``H x W`` map in [0, 1] of the evidence for class ``target`` in one square view."""
         x = to_tensor(img, self.loaded.mean, self.loaded.std)[None].to(self.device)
@@ -109,16 +133,23 @@ class EvidenceRenderer:
             return []
         x = torch.stack(crops).to(self.device)
         n = len(crops)
-        inputs, targets = x.repeat(4, 1, 1, 1), torch.arange(4).repeat_interleave(n)
         # A backward pass keeps every activation: a whole chunk's flagged photos at once (64 photos x
         # 3 views x 4 classes) took gigabytes, so at most ATTRIBUTION_BATCH inputs go through at a time.
-        flat = np.concatenate(
-            [
-                self._attribute(inputs[k : k + ATTRIBUTION_BATCH], targets[k : k + ATTRIBUTION_BATCH])
-                for k in range(0, len(inputs), ATTRIBUTION_BATCH)
+        if self.method == "gradcam":
+            parts = [
+                self._gradcam_every_class(x[k : k + ATTRIBUTION_BATCH])
+                for k in range(0, n, ATTRIBUTION_BATCH)
             ]
-        )
-        maps = flat.reshape(4, n, *flat.shape[-2:])  # class, view, h, w
+            maps = np.concatenate(parts, axis=1)  # class, view, h, w
+        else:
+            inputs, targets = x.repeat(4, 1, 1, 1), torch.arange(4).repeat_interleave(n)
+            flat = np.concatenate(
+                [
+                    self._attribute(inputs[k : k + ATTRIBUTION_BATCH], targets[k : k + ATTRIBUTION_BATCH])
+                    for k in range(0, len(inputs), ATTRIBUTION_BATCH)
+                ]
+            )
+            maps = flat.reshape(4, n, *flat.shape[-2:])  # class, view, h, w
         return [self._whole(photo, maps, places, i, size) for i, photo in enumerate(photos)]
 
     def _whole(self, photo: Image.Image, maps: np.ndarray, places: list, i: int, size: int) -> np.ndarray:
