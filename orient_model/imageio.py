@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import threading
 import warnings
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,12 +157,15 @@ def center_square(img: Image.Image, size: int, position: float = 0.5) -> Image.I
     return crop
 
 
-def square_views(img: Image.Image, size: int, n: int) -> list[Image.Image]:
+def square_views(
+    img: Image.Image, size: int, n: int, which: Sequence[int] | None = None
+) -> list[Image.Image]:
     """``n`` square views spread along the photo's long side (``n = 1``: the centre), so that
     together they see the whole photo: a landscape's sky and ground, a portrait's head and feet.
-    Squares keep the aspect ratio out of what the model sees (it would betray a quarter turn)."""
+    Squares keep the aspect ratio out of what the model sees (it would betray a quarter turn).
+    ``which``: only those of the ``n`` views (cutting one costs a resize)."""
     positions = [0.5] if n == 1 else [i / (n - 1) for i in range(n)]
-    return [center_square(img, size, p) for p in positions]
+    return [center_square(img, size, positions[i]) for i in (range(n) if which is None else which)]
 
 
 def load_upright(source: Path | str | bytes, min_side: int, max_pixels: int) -> Image.Image:

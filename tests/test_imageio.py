@@ -113,3 +113,10 @@ def test_a_scan_over_pillows_own_cap_opens_under_ours(tmp_path):
     assert (info.width, info.height) == (20000, 5000)
     with pytest.raises(ImageReadError, match="image too large"):
         inspect_image(path, 50_000_000)
+
+
+def test_square_views_cut_only_the_views_asked_for_and_the_same_as_all_of_them():
+    img = Image.fromarray(np.random.default_rng(3).integers(0, 256, (300, 700, 3), dtype=np.uint8))
+    every = square_views(img, 64, 3)
+    assert [v.tobytes() for v in square_views(img, 64, 3, [2, 0])] == [every[2].tobytes(), every[0].tobytes()]
+    assert square_views(img, 64, 3, [1])[0].tobytes() == square_views(img, 64, 1)[0].tobytes()  # the centre

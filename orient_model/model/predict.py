@@ -152,7 +152,7 @@ class Predictor:
             return np.zeros((0, len(which), 4 if tta else 1, 4), dtype=np.float32)
         size = self.loaded.input_size
         crops = torch.stack(
-            [self.tensor(square_views(img, size, n_views)[i]) for img in images for i in which]
+            [self.tensor(view) for img in images for view in square_views(img, size, n_views, which)]
         )
         # On a CPU about 32 images a call run fastest (larger batches leave the caches); a GPU takes all.
         step = len(crops) if self.device.type == "cuda" else (8 if tta else 32)
