@@ -68,10 +68,7 @@ def check_upright(
         usable = [(p, img) for p, img in zip(batch, images, strict=True) if img is not None]
         if usable:
             shown = [orientation.apply(img, orientation.CLOCKWISE[p.rotation_deg]) for p, img in usable]
-            probs = softmax(
-                predictor.log_probs(shown, looking).reshape(len(shown), -1, 4).mean(1)
-                / predictor.loaded.temperature_for(looking)
-            )
+            probs = predictor.calibrated(predictor.log_probs(shown, looking), looking)
             for (photo, _), p in zip(usable, probs, strict=True):
                 per_folder[str(Path(photo.path).parent)] += 1
                 k = int(p.argmax())

@@ -52,10 +52,8 @@ def main() -> None:
     DEFAULT_MODEL_DIR.mkdir(exist_ok=True)
     shipped_card = DEFAULT_MODEL_DIR / "card.json"
     # Benchmark figures added to the card by hand (the learning curve) outlive a repackaging.
-    kept = (
-        {k: v for k, v in json.loads(shipped_card.read_text()).items() if k == "learning_curve"}
-        if shipped_card.is_file()
-        else {}
+    learning_curve = (
+        json.loads(shipped_card.read_text()).get("learning_curve") if shipped_card.is_file() else None
     )
     (DEFAULT_MODEL_DIR / "model.pt").write_bytes(buf.getvalue())
     for stale in ("model.onnx",):
@@ -81,7 +79,8 @@ def main() -> None:
         size_bytes=buf.tell(),
         reproduce="PHOTOS=/work/photos bash scripts/train_default_model.sh  (photos: scripts/gather_photos/)",
     )
-    card.update(kept)
+    if learning_curve:
+        card["learning_curve"] = learning_curve
     card["quality_gate"] = quality_gate(card)
     (DEFAULT_MODEL_DIR / "card.json").write_text(json.dumps(card, indent=1))
     default = test[f"views={shipped.views},tta=True"]

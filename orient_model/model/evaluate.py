@@ -172,12 +172,13 @@ def metrics(scores: PhotoScores, looking: Looking, calibration: dict[str, dict],
             "wrong_automatic": int((auto & ~right)[mask].sum()),
             "automatic": int(auto[mask].sum()),
         }
-    if looking.glance:  # how many decisions the glance made alone (the rest were looked at in full)
+    at_a_glance = None  # how many decisions the glance made alone (the rest were looked at in full)
+    if looking.glance:
         first = scores.probabilities(GLANCE, calibration, threshold).reshape(-1, 4)
-        at_a_glance = (first.max(1) >= threshold).mean() if len(first) else 0.0
+        at_a_glance = float((first.max(1) >= threshold).mean()) if len(first) else 0.0
     return {
         "looking": looking.key,
-        "decided_at_a_glance": float(at_a_glance) if looking.glance else None,
+        "decided_at_a_glance": at_a_glance,
         "photos": len(scores.names),
         "decisions": int(len(labels)),
         "accuracy": float(right.mean()) if len(labels) else float("nan"),

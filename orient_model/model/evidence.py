@@ -13,8 +13,8 @@ Which evidence (``method``):
 
 Maps are computed for every view the model votes over (squares along the long side) and pasted
 back over the whole photo, at the picture's resolution; all flagged photos of a batch share the
-passes (Grad-CAM: one forward pass, then a short backward pass per class). Attribution runs on its own fp32 copy of the model, so
-it never shares state with batched inference.
+passes (Grad-CAM: one forward pass, then a short backward pass per class). Attribution runs on
+its own fp32 copy of the model, so it never shares state with batched inference.
 """
 
 from __future__ import annotations

@@ -167,6 +167,12 @@ class Predictor:
         logp = torch.cat(parts)
         return logp.cpu().numpy().reshape(len(images), len(which), -1, 4)
 
+    def calibrated(self, log_probs: np.ndarray, looking: Looking) -> np.ndarray:
+        """``N x 4`` probabilities from ``N x V x T x 4`` log-probabilities: the mean over views and
+        turns, scaled by ``looking``'s temperature."""
+        votes = log_probs.reshape(len(log_probs), -1, 4).mean(1)
+        return softmax(votes / self.loaded.temperature_for(looking))
+
     def probabilities(self, images: list[Image.Image], threshold: float | None = None) -> np.ndarray:
         """``N x 4`` calibrated probabilities of classes 0/90/180/270 for each photo.
 
@@ -177,22 +183,17 @@ class Predictor:
             return np.zeros((0, 4), dtype=np.float32)
         wide = self.looking.wide
         if not self.looking.glance or threshold is None:
-            votes = self.log_probs(images, wide).reshape(len(images), -1, 4).mean(1)
-            return softmax(votes / self.loaded.temperature_for(wide))
+            return self.calibrated(self.log_probs(images, wide), wide)
         centre = wide.views // 2
         centre_lp = self._views_log_probs(images, wide.views, [centre], True)
-        first = softmax(centre_lp.reshape(len(images), -1, 4).mean(1) / self.loaded.temperature_for(GLANCE))
+        first = self.calibrated(centre_lp, GLANCE)
         unsure = np.flatnonzero(first.max(1) < threshold)
         if not len(unsure):
             return first
         sides = [i for i in range(wide.views) if i != centre]
         side_lp = self._views_log_probs([images[i] for i in unsure], wide.views, sides, True)
-        every = np.concatenate(
-            [centre_lp[unsure], side_lp], axis=1
-        )  # the order of views does not matter to a mean
-        full = softmax(every.reshape(len(unsure), -1, 4).mean(1) / self.loaded.temperature_for(wide))
-        out = first.copy()
-        out[unsure] = full
+        out = first.copy()  # the order of the views does not matter to the mean
+        out[unsure] = self.calibrated(np.concatenate([centre_lp[unsure], side_lp], axis=1), wide)
         return out
 
 
