@@ -23,7 +23,7 @@ class Display:
         self.mode, self.every_s = mode, every_s
         self._lock = threading.Lock()
         self._bars: dict[str, tuple] = {}
-        self._last: dict[str, float] = {}
+        self._last: dict[str, tuple[float, int]] = {}  # when and at what count a line showed
         self._rich = None
 
     def start(self, key: str, what: str, total: int) -> None:
@@ -55,6 +55,7 @@ class Display:
                 )
             elif self.mode == "lines":
                 self._bars[key] = (None, time.monotonic(), total)
+                self._last.pop(key, None)
                 self.line(f"{what}: 0/{total}")
 
     def update(self, key: str, what: str, done: int) -> None:
@@ -66,10 +67,13 @@ class Display:
             if self.mode == "bar":
                 self._rich.update(task, completed=done, rate=f"{rate:.1f}/s")
             elif self.mode == "lines":
+                # A line when the count moved (milestones show as notes meanwhile): a log file
+                # of a 40-minute caching pass holds its notes, not "0/2" every five seconds.
                 now = time.monotonic()
-                if done >= total or now - self._last.get(key, 0.0) >= self.every_s:
-                    self._last[key] = now
-                    eta = (total - done) / rate if rate > 0 else float("nan")
+                last_at, last_done = self._last.get(key, (0.0, 0))
+                if done > last_done and (done >= total or now - last_at >= self.every_s):
+                    self._last[key] = (now, done)
+                    eta = (total - done) / rate
                     self.line(f"{what}: {done}/{total} ({rate:.1f}/s, about {eta:.0f} s left)")
 
     def note(self, key: str, text: str) -> None:
@@ -96,6 +100,7 @@ class Display:
                 self._rich.stop()
                 self._rich = None
             self._bars.clear()
+            self._last.clear()
 
 
 display = Display()

@@ -66,6 +66,27 @@ def test_no_readable_photos(tmp_path, cli_env):
     assert_one_error_line(result, "no readable photos among 2 files")
 
 
+def test_plain_progress_lines_show_counts_that_moved(capfd):
+    """A log file gets a count line when the count moves, never a rate of 0/s with a NaN ETA
+    while a long first step (a caching pass) reports only milestones."""
+    from flows.progress import Display
+
+    display = Display("lines", every_s=0.0)
+    display.start("k", "training", 2)
+    for _ in range(3):
+        display.update("k", "training", 0)
+    display.note("k", "caching features: pass 1/3, batch 1/651")
+    display.update("k", "training", 1)
+    display.update("k", "training", 1)
+    display.update("k", "training", 2)
+    display.stop()
+    lines = capfd.readouterr().err.splitlines()
+    assert lines[:2] == ["training: 0/2", "caching features: pass 1/3, batch 1/651"], lines
+    counts = [line for line in lines if line.startswith("training: ")]
+    assert [c.split(" (")[0] for c in counts] == ["training: 0/2", "training: 1/2", "training: 2/2"], lines
+    assert not any("nan" in line for line in lines), lines
+
+
 def test_long_work_shows_progress_and_milestones_on_a_plain_stderr(prefect_server, capfd):
     """Without a terminal (cron, a log file) progress is plain lines on stderr, milestones included,
     even inside a flow, which logs its prints (and the console shows only warnings)."""
