@@ -5,7 +5,9 @@
 The shipped weights are float16 (loaded as float32), so the card must describe those, not the
 float32 model that was trained: this script calibrates the shipped copy again on the training
 set's calibration photos (temperature and risk-coverage curve per way of looking) and judges it
-again on the test photos, then writes the card next to it.
+again on the test photos, then writes the card next to it. It also writes the 8-bit network
+the CPU runs by default (quantization ranges from training copies), calibrated and judged on its
+own on the same photos (``int8`` in the card; see orient_model/model/int8.py).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flows.training import whole_photos  # noqa: E402
-from orient_model.model.calibration import certified_threshold  # noqa: E402
-from orient_model.model.evaluate import calibrate, lookings_for, metrics, score_photos  # noqa: E402
+from orient_model.model.evaluate import calibrate_and_test, lookings_for  # noqa: E402
+from orient_model.model.int8 import add_int8  # noqa: E402
 from orient_model.model.predict import Predictor  # noqa: E402
 from orient_model.model.promotion import quality_gate  # noqa: E402
 from orient_model.model.registry import DEFAULT_MODEL_DIR, load_model  # noqa: E402
@@ -56,25 +58,22 @@ def main() -> None:
         json.loads(shipped_card.read_text()).get("learning_curve") if shipped_card.is_file() else None
     )
     (DEFAULT_MODEL_DIR / "model.pt").write_bytes(buf.getvalue())
-    for stale in ("model.onnx",):
+    for stale in ("model.onnx", "model.int8.onnx"):
         (DEFAULT_MODEL_DIR / stale).unlink(missing_ok=True)
 
     card = json.loads((folder / "card.json").read_text())
     shipped = load_model(DEFAULT_MODEL_DIR / "model.pt")
-    photos = whole_photos(str(Path(card["command"].split()[2])))  # "orient train DATA_DIR ..."
-    predictor = Predictor(shipped, device="cpu", engine="auto")
-    lookings = lookings_for(shipped.views)
-    calibration = calibrate(score_photos(predictor, photos["calib"]), lookings)
-    shipped.card["calibration"] = calibration
-    test_scores = score_photos(predictor, photos["test"])
-    test = {}
-    for looking in lookings:
-        threshold = certified_threshold(calibration[looking.key]["risk_curve"], args.max_error)[0]
-        test[looking.key] = metrics(test_scores, looking, calibration, threshold)
+    photos = whole_photos(card["command"].split()[2])  # "orient train DATA_DIR ..."
+    # The float network's own figures: ONNX Runtime in float32 (equal to PyTorch within 1e-3).
+    predictor = Predictor(shipped, device="cpu", engine="onnxruntime")
+    calibration, test = calibrate_and_test(predictor, photos, lookings_for(shipped.views), args.max_error)
+    data_dir = Path(card["command"].split()[2])
+    int8 = add_int8(shipped, sorted((data_dir / "train").rglob("*.jpg")), photos, args.max_error)
     card.update(
         version=f"default-{card['version']}",
         calibration=calibration,
         test=test,
+        int8=int8,
         weights_dtype="float16 (loaded as float32); calibration and test figures are the shipped weights'",
         size_bytes=buf.tell(),
         reproduce="PHOTOS=/work/photos bash scripts/train_default_model.sh  (photos: scripts/gather_photos/)",
@@ -83,12 +82,13 @@ def main() -> None:
         card["learning_curve"] = learning_curve
     card["quality_gate"] = quality_gate(card)
     (DEFAULT_MODEL_DIR / "card.json").write_text(json.dumps(card, indent=1))
-    default = test[f"views={shipped.views},tta=True"]
-    print(
-        f"shipped {folder.name} as {DEFAULT_MODEL_DIR} ({buf.tell() / 2**20:.1f} MB): test accuracy "
-        f"{default['accuracy']:.3f}, coverage {default['coverage']:.2f} at threshold {default['threshold']:.4f}, "
-        f"wrong automatic {default['wrong_automatic']}/{default['automatic']}"
-    )
+    print(f"shipped {folder.name} as {DEFAULT_MODEL_DIR} ({buf.tell() / 2**20:.1f} MB); own test photos:")
+    for name, figures in (("float", test), ("8-bit", int8["test"])):
+        default = figures[f"views={shipped.views},tta=True"]
+        print(
+            f"  {name}: accuracy {default['accuracy']:.3f}, coverage {default['coverage']:.2f} at threshold "
+            f"{default['threshold']:.4f}, wrong automatic {default['wrong_automatic']}/{default['automatic']}"
+        )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,14 @@ On a CPU, PyTorch's eager mode spends most of its time between layers; an engine
 the whole graph runs the same network several times faster: ONNX Runtime about 5.7 times here
 (efficientnet_lite0 at 224 px, 2 threads), OpenVINO in exact f32 somewhat less (faster only in
 bf16, which changes probabilities by 6e-3). ``auto`` takes ONNX Runtime, else OpenVINO if installed.
+
+A model may also carry an 8-bit network (``int8`` in its card: the shipped one does), about twice
+as fast again on CPUs with 8-bit dot-product units. Its probabilities are not PyTorch's (up to
+0.1 apart on one image), so it is calibrated and certified on its own: the card holds its own
+temperatures and risk-coverage curves, and the predictor uses those with it (see
+:meth:`~orient_model.model.registry.LoadedModel.run_by`). It is used only when the file is the
+one calibrated (sha256) and this machine reproduces the probabilities recorded at calibration on
+the check inputs: 8-bit kernels differ between CPUs, and a calibration holds for the numbers it saw.
 The network is exported to ONNX once per model (beside a registered model's checkpoint, or in
 the user's cache for the shipped one) and checked on fixed inputs: the engine's probabilities
 must match PyTorch's within :data:`TOLERANCE`, or the engine is not used. Training, the GPU path
@@ -24,7 +32,8 @@ import torch
 from orient_model.errors import OrientError
 
 TOLERANCE = 1e-3  # largest difference in any class probability on the check inputs
-ENGINES = ("auto", "openvino", "onnxruntime", "torch")
+INT8 = "onnxruntime-int8"
+ENGINES = ("auto", INT8, "openvino", "onnxruntime", "torch")
 log = logging.getLogger("orient.engine")
 
 
@@ -83,7 +92,8 @@ class OpenVinoEngine(_CompiledEngine):
 class OnnxRuntimeEngine(_CompiledEngine):
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: Path, threads: int) -> None:
+    def __init__(self, onnx_path: Path, threads: int, name: str = "onnxruntime") -> None:
+        self.name = name
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -116,6 +126,46 @@ def export_onnx(model: torch.nn.Module, input_size: int, path: Path) -> Path:
     return path
 
 
+def quantize_int8(onnx_path: Path, batches: list[np.ndarray], out: Path) -> Path:
+    """An 8-bit copy of an ONNX network (weights per channel, activations per tensor, ranges from
+    ``batches`` of representative inputs: training copies, never the calibration photos)."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from orient_model.archive.atomic import atomic_write_bytes
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(batches)
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {"images": np.ascontiguousarray(batch, dtype=np.float32)}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(onnx_path), str(prepared))
+        quantize_static(
+            str(prepared),
+            str(quantized),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+        atomic_write_bytes(out, quantized.read_bytes())
+    return out
+
+
+def check_probabilities(engine, input_size: int) -> torch.Tensor:
+    """What an engine says on the check inputs (recorded with an 8-bit network's calibration)."""
+    with torch.no_grad():
+        return engine(check_inputs(input_size)).float().softmax(1)
+
+
 def check_inputs(input_size: int, n: int = 8) -> torch.Tensor:
     """Fixed inputs for the agreement check: smooth random images, normalised-looking."""
     gen = torch.Generator().manual_seed(1234)
@@ -127,11 +177,8 @@ def check_inputs(input_size: int, n: int = 8) -> torch.Tensor:
 
 
 def agreement(reference: torch.nn.Module, engine: _CompiledEngine, input_size: int) -> float:
-    x = check_inputs(input_size)
-    with torch.no_grad():
-        want = reference.float().eval()(x).softmax(1)
-    got = engine(x).float().softmax(1)
-    return float((want - got).abs().max())
+    want = check_probabilities(reference.float().eval(), input_size)
+    return float((want - check_probabilities(engine, input_size)).abs().max())
 
 
 def _cache_dir() -> Path:
@@ -172,24 +219,62 @@ def make_engine(loaded, device: torch.device, choice: str = "auto", threads: int
     if device.type != "cpu" or choice == "torch":
         return TorchEngine(loaded.model, device)
     threads = threads or torch.get_num_threads()
-    order = ["onnxruntime", "openvino"] if choice == "auto" else [choice]
+    if choice == "auto":
+        calibrated_int8 = (loaded.card.get("int8") or {}).get("calibration")
+        order = ([INT8] if calibrated_int8 else []) + ["onnxruntime", "openvino"]
+    else:
+        order = [choice]
     problems = []
     for name in order:
         try:
-            cls = OpenVinoEngine if name == "openvino" else OnnxRuntimeEngine
-            engine = cls(onnx_for(loaded), threads)
-            diff = _verified(loaded, engine)
-            if diff <= TOLERANCE:
-                return engine
-            problems.append(f"{name} differs from PyTorch by {diff:.2g} in probability")
+            engine = _int8_engine(loaded, threads) if name == INT8 else _float_engine(name, loaded, threads)
         except ImportError:
             problems.append(f"{name} is not installed")
+            continue
+        except EngineError as exc:
+            problems.append(str(exc))
+            continue
         except Exception as exc:  # noqa: BLE001 - an engine that fails to load is skipped, with the reason
             problems.append(f"{name} failed: {type(exc).__name__}: {exc}")
+            continue
+        if problems:
+            log.warning(f"predicting with {name}: " + "; ".join(problems))
+        return engine
     if choice != "auto":
         raise EngineError(f"the {choice} engine cannot run this model: {'; '.join(problems)}")
     log.warning("predicting with PyTorch (slower on a CPU): " + "; ".join(problems))
     return TorchEngine(loaded.model, device)
+
+
+def _float_engine(name: str, loaded, threads: int) -> _CompiledEngine:
+    cls = OpenVinoEngine if name == "openvino" else OnnxRuntimeEngine
+    engine = cls(onnx_for(loaded), threads)
+    diff = _verified(loaded, engine)
+    if diff > TOLERANCE:
+        raise EngineError(f"{name} differs from PyTorch by {diff:.2g} in probability")
+    return engine
+
+
+def _int8_engine(loaded, threads: int) -> OnnxRuntimeEngine:
+    """The model's 8-bit network, if it is the file that was calibrated and this machine's 8-bit
+    arithmetic gives the probabilities recorded with the calibration."""
+    entry = loaded.card.get("int8")
+    if not entry or getattr(loaded, "path", None) is None:
+        raise EngineError(f"{INT8}: the model has no 8-bit network")
+    path = Path(loaded.path).with_name(entry["file"])
+    if not path.is_file():
+        raise EngineError(f"{INT8}: its 8-bit network {path.name} is missing")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+        raise EngineError(f"{INT8}: {path.name} is not the network that was calibrated (sha256 differs)")
+    engine = OnnxRuntimeEngine(path, threads, name=INT8)
+    want = torch.tensor(entry["check_probabilities"])
+    diff = float((check_probabilities(engine, loaded.input_size) - want).abs().max())
+    if diff > TOLERANCE:
+        raise EngineError(
+            f"{INT8}: this machine's 8-bit arithmetic differs from the calibrated one's by {diff:.2g} "
+            "in probability"
+        )
+    return engine
 
 
 def _verified(loaded, engine) -> float:

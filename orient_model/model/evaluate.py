@@ -17,6 +17,7 @@ from PIL import Image
 from orient_model import orientation
 from orient_model.imageio import ImageReadError, load_upright
 from orient_model.model.calibration import (
+    certified_threshold,
     expected_calibration_error,
     fit_temperature,
     risk_curve,
@@ -193,3 +194,24 @@ def metrics(scores: PhotoScores, looking: Looking, calibration: dict[str, dict],
         "ece": expected_calibration_error(torch.from_numpy(probs), torch.from_numpy(labels)),
         "by_kind": by_kind,
     }
+
+
+def calibrate_and_test(
+    predictor: Predictor,
+    photos: dict,
+    lookings: Sequence[Looking],
+    max_error: float,
+    progress_for: Callable[[str], Callable[[int, int], None] | None] | None = None,
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Calibration per way of looking on ``photos["calib"]`` (see :func:`calibrate`), then the
+    held-out figures on ``photos["test"]`` at each way's certified threshold (0.9 where none is).
+    ``progress_for(what)`` gives a progress callback for scoring the ``what`` photos."""
+    say = progress_for or (lambda what: None)
+    calibration = calibrate(score_photos(predictor, photos["calib"], progress=say("calibration")), lookings)
+    test: dict[str, dict] = {}
+    if photos.get("test"):
+        scores = score_photos(predictor, photos["test"], progress=say("test"))
+        for looking in lookings:
+            threshold = certified_threshold(calibration[looking.key]["risk_curve"], max_error)[0]
+            test[looking.key] = metrics(scores, looking, calibration, threshold)
+    return calibration, test

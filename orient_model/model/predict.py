@@ -115,8 +115,10 @@ class Predictor:
         engine: str = "torch",
         glance: bool = False,
     ):
-        self.loaded = loaded
         self.device = resolve_device(device)
+        self.engine = make_engine(loaded, self.device, engine)
+        # The calibration (temperatures, certified threshold) of what actually runs.
+        self.loaded = loaded = loaded.run_by(self.engine.name)
         looking = Looking(views or loaded.views, tta)
         glancing = Looking(looking.views, tta, glance=True) if looking.views > 1 and tta else None
         # Only with a risk-coverage curve for the two-step rule: else its threshold is not certified.
@@ -126,7 +128,6 @@ class Predictor:
         self.amp = amp and self.device.type == "cuda"
         # channels_last is faster for depthwise convolutions on CPUs too (about 1.6x here).
         self.model = loaded.model.to(self.device).to(memory_format=torch.channels_last).eval()
-        self.engine = make_engine(loaded, self.device, engine)
 
     @property
     def decode_size(self) -> int:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -51,6 +52,17 @@ class LoadedModel:
     def calibration(self) -> dict:
         """Per way of looking (``views=V,tta=B``): temperature and risk-coverage curve."""
         return self.card.get("calibration") or {}
+
+    def run_by(self, engine: str) -> LoadedModel:
+        """The model as a given engine runs it: an 8-bit network has its own calibration and
+        test figures (``int8`` in the card), which then stand for the card's own."""
+        entry = self.card.get("int8") if engine == "onnxruntime-int8" else None
+        if not entry:
+            return self
+        return dataclasses.replace(
+            self,
+            card={**self.card, "calibration": entry.get("calibration", {}), "test": entry.get("test", {})},
+        )
 
     def temperature_for(self, looking) -> float:
         entry = self.calibration.get(looking.key)

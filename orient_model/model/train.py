@@ -34,14 +34,13 @@ from orient_model.config import TrainConfig
 from orient_model.errors import OrientError
 from orient_model.model.architectures import ARCHS, build_model, split_stages
 from orient_model.model.calibration import (
-    certified_threshold,
     expected_calibration_error,
     fit_temperature,
     nll,
 )
 from orient_model.model.data import CopiesDataset
 from orient_model.model.device import resolve_device
-from orient_model.model.evaluate import calibrate, lookings_for, metrics, score_photos
+from orient_model.model.evaluate import calibrate_and_test, lookings_for
 from orient_model.model.predict import Predictor, voted_logits
 from orient_model.model.registry import LoadedModel
 
@@ -343,16 +342,6 @@ def judge_on_photos(
             )
         )
 
-    lookings = lookings_for(cfg.views)
-    if photos.get("calib"):
-        scores = score_photos(predictor, photos["calib"], progress=say("calibration"))
-        result.calibration = calibrate(scores, lookings)
-        loaded.card["calibration"] = result.calibration
-    if photos.get("test"):
-        scores = score_photos(predictor, photos["test"], progress=say("test"))
-        for looking in lookings:
-            entry = result.calibration.get(looking.key, {})
-            threshold = certified_threshold(entry["risk_curve"], max_error)[0] if entry else 0.9
-            result.metrics.setdefault("test", {})[looking.key] = metrics(
-                scores, looking, result.calibration, threshold
-            )
+    result.calibration, test = calibrate_and_test(predictor, photos, lookings_for(cfg.views), max_error, say)
+    if test:
+        result.metrics["test"] = test
