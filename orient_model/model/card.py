@@ -13,10 +13,29 @@ def model_card_markdown(card: dict, max_error: float = 0.01) -> str:
         f"{card.get('best_epoch')} of {card.get('epochs_run')}."
     )
     if "val_accuracy" in card:
+        voted = card.get("val_accuracy_tta")  # only without calibration photos
         lines.append(
-            f"Validation copies: accuracy {card['val_accuracy']:.1%} (single view), "
-            f"{card.get('val_accuracy_tta', float('nan')):.1%} (four turns voted)."
+            f"Validation copies: accuracy {card['val_accuracy']:.1%} (single view)"
+            + (f", {voted:.1%} (four turns voted)." if voted is not None else ".")
         )
+    lines += _figures(card, max_error)
+    int8 = card.get("int8") or {}
+    if int8.get("calibration"):
+        lines += [
+            "",
+            "# The 8-bit network (what a CPU runs by default)",
+            "",
+            f"`{int8['file']}` ({int8.get('size_bytes', 0) / 2**20:.1f} MB), quantized on "
+            f"{int8.get('quantized_on', 'training copies')}; calibrated and certified on its own, on the "
+            "same photos:",
+        ]
+        lines += _figures(int8, max_error)
+    return "\n".join(lines) + "\n"
+
+
+def _figures(card: dict, max_error: float) -> list[str]:
+    """The calibration table and the held-out test tables of one network."""
+    lines: list[str] = []
     calibration = card.get("calibration") or {}
     if calibration:
         lines += [
@@ -64,4 +83,4 @@ def model_card_markdown(card: dict, max_error: float = 0.01) -> str:
                     f"| {kind} | {m['photos']} | {m['accuracy']:.1%} | {m['coverage']:.0%} | "
                     f"{m['wrong_automatic']} of {m['automatic']} |"
                 )
-    return "\n".join(lines) + "\n"
+    return lines
