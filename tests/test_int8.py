@@ -115,7 +115,8 @@ def test_the_card_shows_both_networks_figures(with_int8):
     from orient_model.model.card import model_card_markdown
 
     loaded, entry = with_int8
-    card = {"version": "t", "val_accuracy": 0.9, "calibration": entry["calibration"], "int8": entry}
+    card = {"version": "t", "val_accuracy": 0.9, "calibration": entry["calibration"], "test": entry["test"]}
+    card["int8"] = entry
     text = model_card_markdown(card)
     assert text.count("| views=3,tta=True |") == 4  # calibration and test rows, for each network
     assert "The 8-bit network" in text and "nan" not in text
