@@ -4,8 +4,9 @@
 
 For each set (natural scenes; people and old prints) and each model: every photo in all four
 orientations, seen in full as auto-rotate sees it by default (three views, four turns voted)
-and glancing first (``--glance``, when the model is calibrated for it); accuracy, and at the model's certified threshold for at most 1% error: coverage and wrong automatic
-decisions. Use it to report figures, never to choose between candidates: a choice made on these
+and glancing first (``--glance``, when the model is calibrated for it), with each engine asked
+for (``--engines``: the float network and the 8-bit one, each with its own calibration); accuracy,
+and at the certified threshold for at most 1% error: coverage and wrong automatic decisions. Use it to report figures, never to choose between candidates: a choice made on these
 photos would make them tuning photos.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from orient_model.model.calibration import certified_threshold  # noqa: E402
+from orient_model.model.engine import EngineError  # noqa: E402
 from orient_model.model.evaluate import metrics, score_photos  # noqa: E402
 from orient_model.model.predict import Predictor  # noqa: E402
 from orient_model.model.registry import load_model, resolve_model_path  # noqa: E402
@@ -29,6 +31,7 @@ def main() -> None:
     p.add_argument("--photos", type=Path, default=Path("/work/evalphotos"))
     p.add_argument("--models", nargs="+", default=["default"])
     p.add_argument("--max-error", type=float, default=0.01)
+    p.add_argument("--engines", nargs="+", default=["onnxruntime", "onnxruntime-int8"])
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     records = json.loads((args.photos / "sources.json").read_text())
@@ -37,27 +40,35 @@ def main() -> None:
         sets.setdefault(r["set"], []).append((str(args.photos / r["file"]), r.get("kinds") or []))
     out = {}
     print(
-        f"{'model':<28}{'set':<9}{'photos':>7}{'accuracy':>10}{'coverage':>10}{'wrong auto':>14}{'threshold':>11}"
+        f"{'model':<22}{'engine':<18}{'look':<8}{'set':<9}{'photos':>7}{'accuracy':>10}{'coverage':>10}"
+        f"{'wrong auto':>14}{'threshold':>11}"
     )
     for ref in args.models:
         loaded = load_model(resolve_model_path(ref))
-        predictor = Predictor(loaded, device="auto", engine="auto", glance=True)
-        # In full, as auto-rotate looks by default, and glancing first (--glance) when calibrated for it.
-        lookings = list(dict.fromkeys([predictor.looking, predictor.looking.wide]))
-        for name, photos in sorted(sets.items()):
-            scores = score_photos(predictor, photos)
-            for looking in lookings:
-                entry = loaded.calibration.get(looking.key)
-                threshold = certified_threshold(entry["risk_curve"], args.max_error)[0] if entry else 0.9
-                m = metrics(scores, looking, loaded.calibration, threshold)
-                label = f"{loaded.version[:20]} {'glance' if looking.glance else 'full'}"
-                out[f"{loaded.version}/{name}/{looking.key}"] = m
-                print(
-                    f"{label:<28}{name:<9}{m['photos']:>7}{m['accuracy']:>10.3f}{m['coverage']:>10.2f}"
-                    f"{m['wrong_automatic']:>7}/{m['automatic']:<6}{threshold:>11.4f}"
-                    + (f"  {m['decided_at_a_glance']:.0%} at a glance" if looking.glance else ""),
-                    flush=True,
-                )
+        for engine in args.engines:
+            try:
+                predictor = Predictor(loaded, device="auto", engine=engine, glance=True)
+            except EngineError as exc:
+                print(f"{loaded.version[:20]:<22}{engine:<18}skipped: {exc}")
+                continue
+            calibration = predictor.loaded.calibration  # the calibration of what runs
+            # In full, as auto-rotate looks by default, and glancing first (--glance) when calibrated for it.
+            lookings = list(dict.fromkeys([predictor.looking, predictor.looking.wide]))
+            for name, photos in sorted(sets.items()):
+                scores = score_photos(predictor, photos)
+                for looking in lookings:
+                    entry = calibration.get(looking.key)
+                    threshold = certified_threshold(entry["risk_curve"], args.max_error)[0] if entry else 0.9
+                    m = metrics(scores, looking, calibration, threshold)
+                    look = "glance" if looking.glance else "full"
+                    out[f"{loaded.version}/{predictor.engine.name}/{name}/{looking.key}"] = m
+                    print(
+                        f"{loaded.version[:20]:<22}{predictor.engine.name:<18}{look:<8}{name:<9}{m['photos']:>7}"
+                        f"{m['accuracy']:>10.3f}{m['coverage']:>10.2f}"
+                        f"{m['wrong_automatic']:>7}/{m['automatic']:<6}{threshold:>11.4f}"
+                        + (f"  {m['decided_at_a_glance']:.0%} at a glance" if looking.glance else ""),
+                        flush=True,
+                    )
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 
