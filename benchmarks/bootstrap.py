@@ -40,9 +40,10 @@ def judge(model_path: Path, photos: list[tuple[str, list]], max_error: float) ->
     predictor = Predictor(loaded, device="auto", engine="auto")
     looking = predictor.looking  # as auto-rotate looks by default
     scores = score_photos(predictor, photos)
-    entry = loaded.calibration.get(looking.key)
+    calibration = predictor.loaded.calibration  # the calibration of the engine that ran
+    entry = calibration.get(looking.key)
     threshold = certified_threshold(entry["risk_curve"], max_error)[0] if entry else 0.9
-    return metrics(scores, looking, loaded.calibration, threshold)
+    return metrics(scores, looking, calibration, threshold)
 
 
 def main() -> None:
