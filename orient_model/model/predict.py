@@ -21,7 +21,7 @@ from orient_model import orientation
 from orient_model.imageio import square_views
 from orient_model.model.data import to_tensor
 from orient_model.model.device import resolve_device
-from orient_model.model.engine import make_engine
+from orient_model.model.engine import INT8, make_engine
 from orient_model.model.registry import LoadedModel
 
 
@@ -247,7 +247,9 @@ def decision_threshold(predictor: Predictor, threshold: float | None, max_error:
         )
     decided = entry.get("decisions", entry["photos"])
     how = " (a glance at the centre first, the whole photo when unsure)" if predictor.looking.glance else ""
+    network = " (the 8-bit network, calibrated on its own)" if predictor.engine.name == INT8 else ""
     return value, (
         f"threshold {value:.4f}{how}: error among automatic decisions at most {max_error:.1%} (95% "
-        f"confidence, {row['automatic']} of {decided} calibration decisions automatic, {row['errors']} wrong)"
+        f"confidence, {row['automatic']} of {decided} calibration decisions automatic, {row['errors']} "
+        f"wrong){network}"
     )
