@@ -17,8 +17,9 @@ from orient_model.archive.atomic import atomic_write_bytes, sha256_file
 from orient_model.config import TrainConfig, TrainingSetConfig
 from orient_model.model.architectures import ARCHS
 from orient_model.model.card import model_card_markdown
+from orient_model.model.int8 import add_int8
 from orient_model.model.promotion import quality_gate
-from orient_model.model.registry import find_trained, save_model, training_key
+from orient_model.model.registry import find_trained, load_model, save_model, training_key
 from orient_model.model.train import TrainingError, fit
 from orient_model.pool import OPERATOR_REVIEW, PoolPhoto, check_upright, merge, upright_folders
 from orient_model.training_set import (
@@ -209,7 +210,35 @@ def fit_and_register(data_dir: str, models_dir: str, cfg: TrainConfig, key: str,
         tta_temperature=result.tta_temperature,
         views=cfg.views,
     )
+    if cfg.int8:
+        add_int8_network(folder, data_dir, cfg)
     return str(folder)
+
+
+def add_int8_network(folder: Path, data_dir: str, cfg: TrainConfig) -> None:
+    """The 8-bit network beside the saved model, with its own calibration in the card; a model
+    without calibration photos, or a network ONNX Runtime cannot quantize, keeps the float one."""
+    logger = get_run_logger()
+    photos = whole_photos(data_dir)
+    if not photos["calib"]:
+        logger.info("no calibration photos: no 8-bit network (it would have no certified threshold)")
+        return
+    try:
+        loaded = load_model(folder / "model.pt")
+        entry = add_int8(loaded, sorted((Path(data_dir) / "train").rglob("*.jpg")), photos)
+    except Exception as exc:  # noqa: BLE001 - the float network is complete without it
+        logger.warning(f"no 8-bit network for {folder.name}: {type(exc).__name__}: {exc}")
+        return
+    card_path = folder / "card.json"
+    card = json.loads(card_path.read_text())
+    card["int8"] = entry
+    atomic_write_bytes(card_path, json.dumps(card, indent=2).encode())
+    default = entry["test"].get(f"views={cfg.views},tta=True")
+    if default:
+        logger.info(
+            f"8-bit network: test accuracy {default['accuracy']:.1%}, coverage {default['coverage']:.0%}, "
+            f"wrong automatic {default['wrong_automatic']} of {default['automatic']}"
+        )
 
 
 @flow(name="train", log_prints=True)

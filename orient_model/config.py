@@ -88,6 +88,9 @@ class TrainConfig(_Section):
     views: int = Field(
         3, ge=1, le=5, description="square views along the long side that prediction votes over"
     )
+    int8: bool = Field(
+        True, description="also an 8-bit network for CPUs, calibrated on its own (a second judging pass)"
+    )
 
 
 class AutorotateConfig(_Section):

@@ -36,6 +36,18 @@ def test_tiny_cnn_learns_orientation_well_above_chance(tiny_model):
     assert card["val_nll"] <= card["val_nll_before_calibration"] + 1e-9
 
 
+def test_registration_adds_the_8bit_network_that_auto_then_runs(tiny_model):
+    from orient_model.model.engine import INT8
+    from orient_model.model.predict import Predictor
+
+    card = json.loads((tiny_model / "card.json").read_text())
+    int8 = card["int8"]
+    assert (tiny_model / int8["file"]).is_file() and "views=1,tta=True" in int8["calibration"]
+    assert int8["test"]["views=1,tta=True"]["photos"] > 0
+    predictor = Predictor(load_model(tiny_model), device="cpu", engine="auto")
+    assert predictor.engine.name == INT8 and predictor.loaded.calibration == int8["calibration"]
+
+
 def test_train_or_load_reuses_the_model_trained_on_the_same_data(tiny_model):
     from flows.training import train
 
