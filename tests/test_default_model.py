@@ -50,6 +50,27 @@ def test_default_model_is_small_and_its_card_documents_it():
         assert key in card
 
 
+def test_the_shipped_8bit_network_is_the_one_calibrated_and_no_worse_on_test_photos():
+    """What a CPU runs by default: its file is the one its calibration saw, and on the test split
+    it is as right and decides as much alone as the float network (within a point)."""
+    import hashlib
+
+    from orient_model.model.engine import INT8
+
+    card = json.loads((DEFAULT_MODEL_DIR / "card.json").read_text())
+    int8 = card["int8"]
+    path = DEFAULT_MODEL_DIR / int8["file"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == int8["sha256"]
+    assert path.stat().st_size + (DEFAULT_MODEL_DIR / "model.pt").stat().st_size <= 30 * 1024 * 1024
+    key = f"views={card['views']},tta=True"
+    ours, floats = int8["test"][key], card["test"][key]
+    assert ours["accuracy"] >= floats["accuracy"] - 0.01 and ours["coverage"] >= floats["coverage"] - 0.01
+    assert ours["wrong_automatic"] <= 0.01 * ours["automatic"]
+    predictor = Predictor(load_model("default"), device="cpu", engine="auto")
+    if predictor.engine.name == INT8:  # else this CPU's 8-bit arithmetic differs: the float one runs
+        assert predictor.loaded.calibration == int8["calibration"]
+
+
 def test_default_model_orients_the_held_out_demo_photos():
     loaded = load_model("default")
     predictor = Predictor(loaded, device="cpu", tta=True)
