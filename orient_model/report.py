@@ -146,7 +146,8 @@ class ReportWriter:
     """
 
     def __init__(self, path: Path, run_config: dict | None = None) -> None:
-        self.path = Path(path)
+        # Absolute: the summary, the event and the report link name it for readers elsewhere.
+        self.path = Path(os.path.abspath(path))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.run_config = run_config or {}
         self.flagged_dir = self.path.with_name(self.path.stem + "_flagged")

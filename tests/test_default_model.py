@@ -87,13 +87,14 @@ def test_default_model_orients_the_held_out_demo_photos():
 
 @pytest.mark.slow
 def test_demo_command_runs_end_to_end(tmp_path, cli_env):
-    env_cmd = [sys.executable, "-m", "flows.cli", "demo", "--workdir", str(tmp_path / "demo")]
-    result = subprocess.run(env_cmd, capture_output=True, text=True, timeout=900, env=cli_env)
+    """As the quick start runs it: no options, so its folder is relative to where it runs."""
+    env_cmd = [sys.executable, "-m", "flows.cli", "demo"]
+    result = subprocess.run(env_cmd, capture_output=True, text=True, timeout=900, env=cli_env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "accuracy against the known rotations" in result.stdout
-    accuracy = json.loads((tmp_path / "demo" / "accuracy.json").read_text())
+    accuracy = json.loads((tmp_path / "orient-demo" / "accuracy.json").read_text())
     assert accuracy["judged"] == 32
-    assert (tmp_path / "demo" / "report.parquet").is_file()
+    assert (tmp_path / "orient-demo" / "report.parquet").is_file()
     assert "3 error" in result.stdout
 
 
