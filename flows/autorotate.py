@@ -96,6 +96,10 @@ def autorotate(
     predictor, _ = model_for(cfg, model_path)
     threshold, how = decision_threshold(predictor, cfg.threshold, cfg.max_error)
     logger.info(f"deciding alone above confidence {threshold:.4f}: {how}")
+    # The threshold holds for the engine it was certified with: workers on other machines run that
+    # one, and one whose CPU cannot (other 8-bit arithmetic) fails with the reason, never mixing
+    # calibrations. (Threads here share this process's predictor.)
+    task_cfg = cfg.model_copy(update={"engine": predictor.engine.name}) if cfg.dask_address else cfg
     with AutorotateRun(
         archive_dir,
         cfg,
@@ -119,7 +123,7 @@ def autorotate(
         for chunk in run.chunks(CHUNK):
             pending.append(
                 predict_chunk.submit(
-                    str(run.root), chunk, model_path, cfg, run.threshold, run.memory_for(chunk), rejudge
+                    str(run.root), chunk, model_path, task_cfg, run.threshold, run.memory_for(chunk), rejudge
                 )
             )
             if len(pending) > max(1, cfg.chunks_ahead):
