@@ -241,7 +241,12 @@ def make_engine(loaded, device: torch.device, choice: str = "auto", threads: int
             log.warning(f"predicting with {name}: " + "; ".join(problems))
         return engine
     if choice != "auto":
-        raise EngineError(f"the {choice} engine cannot run this model: {'; '.join(problems)}")
+        hint = (
+            " (--engine onnxruntime runs the float network, which every machine computes alike)"
+            if choice == INT8
+            else ""
+        )
+        raise EngineError(f"the {choice} engine cannot run this model here: {'; '.join(problems)}{hint}")
     log.warning("predicting with PyTorch (slower on a CPU): " + "; ".join(problems))
     return TorchEngine(loaded.model, device)
 
