@@ -29,8 +29,7 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 from orient_model import orientation  # noqa: E402
 from orient_model.config import TrainConfig, TrainingSetConfig  # noqa: E402
-from orient_model.model.calibration import certified_threshold  # noqa: E402
-from orient_model.model.evaluate import metrics, score_photos  # noqa: E402
+from orient_model.model.evaluate import certified_metrics, score_photos  # noqa: E402
 from orient_model.model.predict import Predictor  # noqa: E402
 from orient_model.model.registry import load_model, resolve_model_path  # noqa: E402
 
@@ -40,10 +39,8 @@ def judge(model_path: Path, photos: list[tuple[str, list]], max_error: float) ->
     predictor = Predictor(loaded, device="auto", engine="auto")
     looking = predictor.looking  # as auto-rotate looks by default
     scores = score_photos(predictor, photos)
-    calibration = predictor.loaded.calibration  # the calibration of the engine that ran
-    entry = calibration.get(looking.key)
-    threshold = certified_threshold(entry["risk_curve"], max_error)[0] if entry else 0.9
-    return metrics(scores, looking, calibration, threshold)
+    # the calibration of the engine that ran
+    return certified_metrics(scores, looking, predictor.loaded.calibration, max_error)
 
 
 def main() -> None:

@@ -18,8 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orient_model.config import TrainConfig  # noqa: E402
 from orient_model.model.architectures import ARCHS  # noqa: E402
-from orient_model.model.calibration import certified_threshold  # noqa: E402
-from orient_model.model.evaluate import PhotoScores, calibrate, metrics, score_photos  # noqa: E402
+from orient_model.model.evaluate import PhotoScores, calibrate, certified_metrics, score_photos  # noqa: E402
 from orient_model.model.predict import Looking, Predictor  # noqa: E402
 from orient_model.model.registry import LoadedModel  # noqa: E402
 from orient_model.model.train import fit  # noqa: E402
@@ -115,9 +114,7 @@ def train_and_judge(
 def judge(scores: PhotoScores, loaded: LoadedModel, max_error: float = 0.01) -> dict[str, dict]:
     out = {}
     for looking in (VOTE, SINGLE):
-        entry = loaded.calibration.get(looking.key)
-        threshold = certified_threshold(entry["risk_curve"], max_error)[0] if entry else 0.9
-        out[looking.key] = metrics(scores, looking, loaded.calibration, threshold)
+        out[looking.key] = certified_metrics(scores, looking, loaded.calibration, max_error)
     return out
 
 

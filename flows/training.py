@@ -181,11 +181,12 @@ def whole_photos(data_dir: str) -> dict[str, list[tuple[str, list[str]]]]:
 @task(cache_policy=NO_CACHE)
 def fit_and_register(data_dir: str, models_dir: str, cfg: TrainConfig, key: str, card: dict) -> str:
     progress = RunProgress("train", cfg.epochs, "training", every_s=10.0)
+    photos = whole_photos(data_dir)
     result = fit(
         Path(data_dir),
         cfg,
         progress=lambda msg, frac, milestone: progress.report(frac, msg, milestone),
-        photos=whole_photos(data_dir),
+        photos=photos,
     )
     input_size = cfg.input_size or ARCHS[cfg.arch].input_size
     card = {
@@ -211,21 +212,20 @@ def fit_and_register(data_dir: str, models_dir: str, cfg: TrainConfig, key: str,
         views=cfg.views,
     )
     if cfg.int8:
-        add_int8_network(folder, data_dir, cfg)
+        add_int8_network(folder, data_dir, photos, cfg)
     return str(folder)
 
 
-def add_int8_network(folder: Path, data_dir: str, cfg: TrainConfig) -> None:
+def add_int8_network(folder: Path, data_dir: str, photos: dict, cfg: TrainConfig) -> None:
     """The 8-bit network beside the saved model, with its own calibration in the card; a model
     without calibration photos, or a network ONNX Runtime cannot quantize, keeps the float one."""
     logger = get_run_logger()
-    photos = whole_photos(data_dir)
     if not photos["calib"]:
         logger.info("no calibration photos: no 8-bit network (it would have no certified threshold)")
         return
     try:
         loaded = load_model(folder / "model.pt")
-        entry = add_int8(loaded, sorted((Path(data_dir) / "train").rglob("*.jpg")), photos)
+        entry = add_int8(loaded, data_dir, photos)
     except Exception as exc:  # noqa: BLE001 - the float network is complete without it
         logger.warning(f"no 8-bit network for {folder.name}: {type(exc).__name__}: {exc}")
         return

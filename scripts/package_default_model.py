@@ -63,12 +63,12 @@ def main() -> None:
 
     card = json.loads((folder / "card.json").read_text())
     shipped = load_model(DEFAULT_MODEL_DIR / "model.pt")
-    photos = whole_photos(card["command"].split()[2])  # "orient train DATA_DIR ..."
+    data_dir = card["command"].split()[2]  # "orient train DATA_DIR ..."
+    photos = whole_photos(data_dir)
     # The float network's own figures: ONNX Runtime in float32 (equal to PyTorch within 1e-3).
     predictor = Predictor(shipped, device="cpu", engine="onnxruntime")
     calibration, test = calibrate_and_test(predictor, photos, lookings_for(shipped.views), args.max_error)
-    data_dir = Path(card["command"].split()[2])
-    int8 = add_int8(shipped, sorted((data_dir / "train").rglob("*.jpg")), photos, args.max_error)
+    int8 = add_int8(shipped, data_dir, photos, args.max_error)
     card.update(
         version=f"default-{card['version']}",
         calibration=calibration,

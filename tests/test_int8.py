@@ -41,12 +41,16 @@ def with_int8(tmp_path_factory):
         path.parent.mkdir(exist_ok=True)
         scene(rng, 200 + 10 * (i % 3), 150).save(path, quality=90)
         paths.append(path)
+    copies = root / "data" / "train" / "000"  # quantization ranges: training copies
+    copies.mkdir(parents=True)
+    for i in range(8):
+        scene(rng, 160, 160).save(copies / f"c{i}.jpg", quality=90)
     loaded = saved_lite0(root / "model")
     photos = {
         "calib": [(str(p), ["scene"]) for p in paths[:12]],
         "test": [(str(p), ["scene"]) for p in paths[12:]],
     }
-    entry = add_int8(loaded, paths, photos)
+    entry = add_int8(loaded, root / "data", photos)
     return loaded, entry
 
 
@@ -56,6 +60,7 @@ def test_the_8bit_network_is_calibrated_and_judged_on_its_own(with_int8):
     assert DEFAULT in entry["calibration"] and DEFAULT in entry["test"]
     assert entry["test"][DEFAULT]["photos"] == 8
     assert len(entry["check_probabilities"]) == 8
+    assert entry["quantized_on"].startswith("8 training copies")
     json.dumps(entry)  # goes into the card as it is
 
 

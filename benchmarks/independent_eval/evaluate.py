@@ -19,9 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from orient_model.model.calibration import certified_threshold  # noqa: E402
 from orient_model.model.engine import EngineError  # noqa: E402
-from orient_model.model.evaluate import metrics, score_photos  # noqa: E402
+from orient_model.model.evaluate import certified_metrics, score_photos  # noqa: E402
 from orient_model.model.predict import Predictor  # noqa: E402
 from orient_model.model.registry import load_model, resolve_model_path  # noqa: E402
 
@@ -57,15 +56,13 @@ def main() -> None:
             for name, photos in sorted(sets.items()):
                 scores = score_photos(predictor, photos)
                 for looking in lookings:
-                    entry = calibration.get(looking.key)
-                    threshold = certified_threshold(entry["risk_curve"], args.max_error)[0] if entry else 0.9
-                    m = metrics(scores, looking, calibration, threshold)
+                    m = certified_metrics(scores, looking, calibration, args.max_error)
                     look = "glance" if looking.glance else "full"
                     out[f"{loaded.version}/{predictor.engine.name}/{name}/{looking.key}"] = m
                     print(
                         f"{loaded.version[:20]:<22}{predictor.engine.name:<18}{look:<8}{name:<9}{m['photos']:>7}"
                         f"{m['accuracy']:>10.3f}{m['coverage']:>10.2f}"
-                        f"{m['wrong_automatic']:>7}/{m['automatic']:<6}{threshold:>11.4f}"
+                        f"{m['wrong_automatic']:>7}/{m['automatic']:<6}{m['threshold']:>11.4f}"
                         + (f"  {m['decided_at_a_glance']:.0%} at a glance" if looking.glance else ""),
                         flush=True,
                     )

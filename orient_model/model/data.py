@@ -23,6 +23,16 @@ def to_tensor(img: Image.Image, mean, std) -> torch.Tensor:
     return v2.functional.normalize(t, list(mean), list(std))
 
 
+def split_copies(data_dir: Path | str, split: str) -> list[tuple[Path, int]]:
+    """A split's copies with their labels: ``DATA_DIR/<split>/<000|090|180|270>/*.jpg``."""
+    root = Path(data_dir) / split
+    return [
+        (p, label)
+        for label, name in enumerate(orientation.CLASS_NAMES)
+        for p in sorted((root / name).glob("*.jpg"))
+    ]
+
+
 class CopiesDataset(Dataset):
     """``DATA_DIR/<split>/<000|090|180|270>/*.jpg`` with labels 0..3 (class index = rotation_deg / 90).
 
@@ -42,14 +52,11 @@ class CopiesDataset(Dataset):
         scan_look: float = 0.0,
         sources: set[str] | None = None,
     ):
-        root = Path(data_dir) / split
-        self.samples: list[tuple[Path, int]] = []
-        for label, name in enumerate(orientation.CLASS_NAMES):
-            self.samples += [
-                (p, label)
-                for p in sorted((root / name).glob("*.jpg"))
-                if sources is None or p.name.split("_")[0] in sources
-            ]
+        self.samples = [
+            (p, label)
+            for p, label in split_copies(data_dir, split)
+            if sources is None or p.name.split("_")[0] in sources
+        ]
         self.input_size, self.mean, self.std, self.train = input_size, mean, std, train
         self.scan_look = scan_look
         self.augment = v2.Compose(

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from orient_model.archive.atomic import sha256_file
 from orient_model.errors import OrientError
 
 TOLERANCE = 1e-3  # largest difference in any class probability on the check inputs
@@ -191,7 +192,7 @@ def model_digest(loaded) -> str:
     """What identifies a model's weights: its checkpoint's hash, or (not saved) its tensors'."""
     path = getattr(loaded, "path", None)
     if path:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+        return sha256_file(path)[:16]
     digest = hashlib.sha256()
     for name, tensor in loaded.model.state_dict().items():
         digest.update(name.encode())
@@ -269,7 +270,7 @@ def _int8_engine(loaded, threads: int) -> OnnxRuntimeEngine:
     path = Path(loaded.path).with_name(entry["file"])
     if not path.is_file():
         raise EngineError(f"{INT8}: its 8-bit network {path.name} is missing")
-    if hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+    if sha256_file(path) != entry["sha256"]:
         raise EngineError(f"{INT8}: {path.name} is not the network that was calibrated (sha256 differs)")
     engine = OnnxRuntimeEngine(path, threads, name=INT8)
     want = torch.tensor(entry["check_probabilities"])

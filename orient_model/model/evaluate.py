@@ -196,6 +196,16 @@ def metrics(scores: PhotoScores, looking: Looking, calibration: dict[str, dict],
     }
 
 
+def certified_metrics(
+    scores: PhotoScores, looking: Looking, calibration: dict[str, dict], max_error: float
+) -> dict:
+    """:func:`metrics` at ``looking``'s certified threshold for ``max_error`` (0.9, not certified,
+    where ``calibration`` has no risk-coverage curve for it)."""
+    entry = calibration.get(looking.key)
+    threshold = certified_threshold(entry["risk_curve"], max_error)[0] if entry else 0.9
+    return metrics(scores, looking, calibration, threshold)
+
+
 def calibrate_and_test(
     predictor: Predictor,
     photos: dict,
@@ -212,6 +222,5 @@ def calibrate_and_test(
     if photos.get("test"):
         scores = score_photos(predictor, photos["test"], progress=say("test"))
         for looking in lookings:
-            threshold = certified_threshold(calibration[looking.key]["risk_curve"], max_error)[0]
-            test[looking.key] = metrics(scores, looking, calibration, threshold)
+            test[looking.key] = certified_metrics(scores, looking, calibration, max_error)
     return calibration, test

@@ -13,15 +13,15 @@ then stay untouched by anything fitted to them except the temperatures and the t
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from orient_model.archive.atomic import sha256_file
 from orient_model.imageio import load_upright, square_views
-from orient_model.model.data import to_tensor
+from orient_model.model.data import split_copies, to_tensor
 from orient_model.model.engine import (
     INT8,
     OnnxRuntimeEngine,
@@ -50,20 +50,21 @@ def representative_batches(
 
 
 def add_int8(
-    loaded: LoadedModel, copies: list[Path], photos: dict, max_error: float = 0.01, threads: int = 0
+    loaded: LoadedModel, data_dir: Path | str, photos: dict, max_error: float = 0.01, threads: int = 0
 ) -> dict:
-    """Quantize ``loaded`` (a saved model) beside its checkpoint, calibrate the 8-bit network on
-    ``photos["calib"]`` and judge it on ``photos["test"]``; returns the card's ``int8`` entry
-    (also set in ``loaded.card``)."""
+    """Quantize ``loaded`` (a saved model) beside its checkpoint on the training copies in
+    ``data_dir``, calibrate the 8-bit network on ``photos["calib"]`` and judge it on
+    ``photos["test"]``; returns the card's ``int8`` entry (also set in ``loaded.card``)."""
     if loaded.path is None:
         raise ValueError("an 8-bit network is written beside a saved model's checkpoint")
+    copies = [path for path, _ in split_copies(data_dir, "train")]
     out = quantize_int8(
         onnx_for(loaded), representative_batches(loaded, copies), Path(loaded.path).with_name(FILE_NAME)
     )
     engine = OnnxRuntimeEngine(out, threads or torch.get_num_threads(), name=INT8)
     entry = {
         "file": out.name,
-        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        "sha256": sha256_file(out),
         "size_bytes": out.stat().st_size,
         "quantized_on": f"{min(len(copies), 256)} training copies (ranges per tensor, weights per channel)",
         "check_probabilities": check_probabilities(engine, loaded.input_size).tolist(),
