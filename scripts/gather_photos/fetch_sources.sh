@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Fetch what round1_rebuild.py, round3.py and round4.py read: the Debian packages (downloaded with
+# Fetch what round1_rebuild.py, round3.py, round4.py and round5.py read: the Debian packages (downloaded with
 # apt-get, unpacked with dpkg -x, nothing installed) and the GitHub repositories at their pinned
-# commits (repos.json: rounds 3 and 4; jantic/DeOldify is pinned to an old commit, the last one
+# commits (repos.json: rounds 3 to 5; jantic/DeOldify is pinned to an old commit, the last one
 # before its test images moved to Git LFS).
 #   DEBS=/tmp/pt/debs REPOS=/tmp/gh bash fetch_sources.sh
 # Run `apt-get update` once first. Needs a Debian 12 (bookworm) archive: the round-1 photos are
@@ -11,7 +11,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 DEBS="${DEBS:-/tmp/pt/debs}"
 REPOS="${REPOS:-/tmp/gh}"
 packages=(tuxpaint-stamps-default gcompris-qt-data stellarium-data kphotoalbum enlightenment-data lxqt-themes
-          tuxpaint-data lomiri-wallpapers-16.04 libjxl-testdata palapeli-data python3-scipy scratch)
+          tuxpaint-data lomiri-wallpapers-16.04 libjxl-testdata palapeli-data python3-scipy scratch
+          ukui-wallpapers)
 mkdir -p "$DEBS/x" "$REPOS"
 (cd "$DEBS" && apt-get download "${packages[@]}")
 for p in "${packages[@]}"; do
@@ -26,4 +27,16 @@ PY
   dir="$REPOS/${repo/\//+}"
   [ -d "$dir/.git" ] || git clone --quiet "https://github.com/$repo" "$dir"
   git -C "$dir" checkout --quiet "$commit"
+done
+# Round 5: elementary/wallpapers' photos from its history, each at the commit listed in
+# elementary_history.json, written to REPOS/elementary+wallpapers.history/<commit[:12]>/<path>
+hist="$REPOS/elementary+wallpapers.history"
+python3 - "$here/elementary_history.json" <<'PY' | while IFS=$'\t' read -r commit path; do
+import json, sys
+for commit, path in json.load(open(sys.argv[1])):
+    print(f"{commit}\t{path}")
+PY
+  out="$hist/${commit:0:12}/$path"
+  mkdir -p "$(dirname "$out")"
+  git -C "$REPOS/elementary+wallpapers" show "$commit:$path" > "$out"
 done
