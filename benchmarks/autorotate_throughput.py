@@ -37,14 +37,15 @@ from orient_model.model.registry import load_model, resolve_model_path  # noqa: 
 from orient_model.synthetic import scene, write_scenes  # noqa: E402
 
 CAP = AutorotateConfig().max_pixels
-VARIANTS = (  # engine, vote (four turns), glance first; the first is the defaults
-    ("onnxruntime-int8", True, False),
-    ("onnxruntime", True, False),
-    ("onnxruntime-int8", True, True),
-    ("onnxruntime-int8", False, False),
-    ("onnxruntime", False, False),
-    ("torch", True, True),
-    ("torch", False, False),
+VARIANTS = (  # engine, vote (four turns), glance first, views (None: the model's); the first is the defaults
+    ("onnxruntime-int8", True, False, None),
+    ("onnxruntime-int8", True, False, 2),
+    ("onnxruntime", True, False, None),
+    ("onnxruntime-int8", True, True, None),
+    ("onnxruntime-int8", False, False, None),
+    ("onnxruntime", False, False, None),
+    ("torch", True, True, None),
+    ("torch", False, False, None),
 )
 REPO = Path(__file__).resolve().parents[1]
 
@@ -176,16 +177,23 @@ def main() -> None:
         warm = args.workdir / "warm"
         write_scenes(warm, 4, seed=1)
         print(
-            f"{'engine':<18}{'vote':<6}{'glance':<8}{'evidence':<10}{'photos/s':>9}{'x naive':>9}{'floor/x':>9}"
+            f"{'engine':<18}{'views':<6}{'vote':<6}{'glance':<8}{'evidence':<10}{'photos/s':>9}{'x naive':>9}"
+            f"{'floor/x':>9}"
             f"{'flagged':>9}{'evidence s/flagged':>20}"
         )
-        for engine, tta, glance in VARIANTS:
+        for engine, tta, glance, views in VARIANTS:
             if args.engines and engine not in args.engines:
                 continue
             rates = {}
             for evidence in ("gradcam", "off"):
                 variant = cfg.model_copy(
-                    update={"engine": engine, "tta": tta, "glance": glance, "saliency": evidence}
+                    update={
+                        "engine": engine,
+                        "tta": tta,
+                        "glance": glance,
+                        "views": views,
+                        "saliency": evidence,
+                    }
                 )
                 flow_rate(warm, variant)  # loads this variant once
                 rate, summary = flow_rate(paths[0].parent, variant)
@@ -196,7 +204,8 @@ def main() -> None:
                     extra = len(paths) / rate - len(paths) / rates["off"][0]
                     cost = f"{extra / flagged:.2f}"
                 print(
-                    f"{engine:<18}{'on' if tta else 'off':<6}{'on' if glance else 'off':<8}{evidence:<10}"
+                    f"{engine:<18}{views or loaded.views:<6}{'on' if tta else 'off':<6}{'on' if glance else 'off':<8}"
+                    f"{evidence:<10}"
                     f"{rate:9.2f}{rate / rate_naive:9.1f}{rate_floor / rate:9.2f}{flagged:9d}{cost:>20}",
                     flush=True,
                 )

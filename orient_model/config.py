@@ -86,7 +86,7 @@ class TrainConfig(_Section):
     )
     scan_look: float = Field(1.0, ge=0.0, le=2.0, description="strength of scanned-print effects (0: none)")
     views: int = Field(
-        3, ge=1, le=5, description="square views along the long side that prediction votes over"
+        3, ge=1, le=3, description="square views along the long side that prediction votes over"
     )
     int8: bool = Field(
         True, description="also an 8-bit network for CPUs, calibrated on its own (a second judging pass)"
@@ -122,7 +122,10 @@ class AutorotateConfig(_Section):
     )
     tta: bool = Field(True, description="also look at each view turned four ways, and vote")
     views: int | None = Field(
-        None, ge=1, le=5, description="square views along the long side (null: the model's own)"
+        None,
+        ge=1,
+        le=3,
+        description="square views along the long side (null: the model's own; 2: the two ends, a third fewer passes)",
     )
     glance: bool = Field(
         False,

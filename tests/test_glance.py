@@ -9,7 +9,7 @@ from PIL import Image
 from orient_model.model.architectures import TinyOrientNet
 from orient_model.model.calibration import THRESHOLD_GRID, risk_curve
 from orient_model.model.evaluate import PhotoScores, calibrate, lookings_for, metrics
-from orient_model.model.predict import GLANCE, Looking, Predictor
+from orient_model.model.predict import GLANCE, Looking, Predictor, combine, views_within
 from orient_model.model.registry import LoadedModel
 
 FULL, GLANCING = Looking(3, True), Looking(3, True, glance=True)
@@ -35,15 +35,16 @@ def test_a_glance_needs_several_views_each_turned():
     assert GLANCING.key == "views=3,tta=True,glance" and GLANCING.wide == FULL
 
 
-def tiny_model(calibrated_to_glance: bool) -> LoadedModel:
+def tiny_model(calibrated_to_glance: bool, views: int = 3) -> LoadedModel:
     """A real (untrained) network; temperatures that make the glance and the full look differ."""
     torch.manual_seed(0)
-    calibration = {GLANCE.key: {"temperature": 0.05}, FULL.key: {"temperature": 2.0}}
+    full, glancing = Looking(views, True), Looking(views, True, glance=True)
+    calibration = {GLANCE.key: {"temperature": 0.05}, full.key: {"temperature": 2.0}}
     if calibrated_to_glance:
-        calibration[GLANCING.key] = {"temperature": 2.0, "risk_curve": []}
+        calibration[glancing.key] = {"temperature": 2.0, "risk_curve": []}
     card = {"calibration": calibration}
     return LoadedModel(
-        TinyOrientNet(input_size=64), "tiny", 64, (0.5,) * 3, (0.25,) * 3, 1.0, "t", card, 1.0, 3
+        TinyOrientNet(input_size=64), "tiny", 64, (0.5,) * 3, (0.25,) * 3, 1.0, "t", card, 1.0, views
     )
 
 
@@ -52,10 +53,11 @@ def photos(n: int = 10) -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 256, (64, 64 + 24 * i, 3), dtype=np.uint8)) for i in range(n)]
 
 
-def test_glancing_keeps_the_glance_where_it_is_sure_and_looks_at_every_view_elsewhere():
-    loaded = tiny_model(calibrated_to_glance=True)
+@pytest.mark.parametrize("views", [3, 2])  # the centre is one of three views, not of two
+def test_glancing_keeps_the_glance_where_it_is_sure_and_looks_at_every_view_elsewhere(views):
+    loaded = tiny_model(calibrated_to_glance=True, views=views)
     glancing = Predictor(loaded, device="cpu", glance=True)
-    assert glancing.looking == GLANCING
+    assert glancing.looking == Looking(views, True, glance=True)
     images = photos()
     centre = Predictor(loaded, device="cpu", views=1).probabilities(images)  # the glance alone
     full = Predictor(loaded, device="cpu").probabilities(images)  # in full, the default
@@ -69,6 +71,21 @@ def test_glancing_keeps_the_glance_where_it_is_sure_and_looks_at_every_view_else
     got = glancing.probabilities(images, threshold=threshold)
     assert np.allclose(got[sure], centre[sure], atol=1e-5)
     assert np.allclose(got[~sure], full[~sure], atol=1e-5)
+
+
+def test_two_views_are_the_ends_of_the_three_so_three_views_scores_judge_both():
+    images = photos(4)
+    predictor = Predictor(tiny_model(calibrated_to_glance=False), device="cpu")
+    three = predictor.log_probs(images, Looking(3, True))
+    two = predictor.log_probs(images, Looking(2, True))
+    assert np.allclose(two, three[:, [0, 2]], atol=1e-5)
+    assert not np.allclose(two[:, 0], two[:, 1], atol=1e-3)  # two different views, not one twice
+    voted = combine(three, Looking(2, True))
+    assert np.allclose(voted, two.reshape(len(images), -1, 4).mean(1), atol=1e-5)
+    assert views_within(1, 3) == [1] and views_within(2, 5) == [0, 4] and views_within(3, 5) == [0, 2, 4]
+    for views, n in ((3, 4), (4, 3), (2, 1)):
+        with pytest.raises(ValueError, match="cannot look"):
+            views_within(views, n)
 
 
 def test_a_model_without_a_curve_for_the_glance_is_not_glanced_at():

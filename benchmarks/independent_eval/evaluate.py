@@ -3,11 +3,12 @@
     python benchmarks/independent_eval/evaluate.py [--photos /work/evalphotos] [--models default v1 ...]
 
 For each set (natural scenes; people and old prints) and each model: every photo in all four
-orientations, seen in full as auto-rotate sees it by default (three views, four turns voted)
-and glancing first (``--glance``, when the model is calibrated for it), with each engine asked
-for (``--engines``: the float network and the 8-bit one, each with its own calibration); accuracy,
-and at the certified threshold for at most 1% error: coverage and wrong automatic decisions. Use it to report figures, never to choose between candidates: a choice made on these
-photos would make them tuning photos.
+orientations, seen in full as auto-rotate sees it by default (three views, four turns voted), with
+two views (``--views 2``: the ends of the long side, a third fewer passes), and glancing first (``--glance``, when the model is calibrated
+for it), with each engine asked for (``--engines``: the float network and the 8-bit one, each with
+its own calibration); accuracy, and at the certified threshold for at most 1% error: coverage and
+wrong automatic decisions. Use it to report figures, never to choose between candidates: a choice
+made on these photos would make them tuning photos.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from orient_model.model.engine import EngineError  # noqa: E402
 from orient_model.model.evaluate import certified_metrics, score_photos  # noqa: E402
-from orient_model.model.predict import Predictor  # noqa: E402
+from orient_model.model.predict import Looking, Predictor  # noqa: E402
 from orient_model.model.registry import load_model, resolve_model_path  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def main() -> None:
         sets.setdefault(r["set"], []).append((str(args.photos / r["file"]), r.get("kinds") or []))
     out = {}
     print(
-        f"{'model':<22}{'engine':<18}{'look':<8}{'set':<9}{'photos':>7}{'accuracy':>10}{'coverage':>10}"
+        f"{'model':<22}{'engine':<18}{'look':<9}{'set':<9}{'photos':>7}{'accuracy':>10}{'coverage':>10}"
         f"{'wrong auto':>14}{'threshold':>11}"
     )
     for ref in args.models:
@@ -51,16 +52,18 @@ def main() -> None:
                 print(f"{loaded.version[:20]:<22}{engine:<18}skipped: {exc}")
                 continue
             calibration = predictor.loaded.calibration  # the calibration of what runs
-            # In full, as auto-rotate looks by default, and glancing first (--glance) when calibrated for it.
-            lookings = list(dict.fromkeys([predictor.looking, predictor.looking.wide]))
+            # In full, as auto-rotate looks by default, with two views (--views 2), and glancing
+            # first (--glance) when calibrated for it.
+            wide = predictor.looking.wide
+            lookings = list(dict.fromkeys([predictor.looking, wide, Looking(2, True)]))
             for name, photos in sorted(sets.items()):
                 scores = score_photos(predictor, photos)
                 for looking in lookings:
                     m = certified_metrics(scores, looking, calibration, args.max_error)
-                    look = "glance" if looking.glance else "full"
+                    look = "glance" if looking.glance else f"{looking.views} views"
                     out[f"{loaded.version}/{predictor.engine.name}/{name}/{looking.key}"] = m
                     print(
-                        f"{loaded.version[:20]:<22}{predictor.engine.name:<18}{look:<8}{name:<9}{m['photos']:>7}"
+                        f"{loaded.version[:20]:<22}{predictor.engine.name:<18}{look:<9}{name:<9}{m['photos']:>7}"
                         f"{m['accuracy']:>10.3f}{m['coverage']:>10.2f}"
                         f"{m['wrong_automatic']:>7}/{m['automatic']:<6}{m['threshold']:>11.4f}"
                         + (f"  {m['decided_at_a_glance']:.0%} at a glance" if looking.glance else ""),

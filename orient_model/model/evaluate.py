@@ -25,6 +25,7 @@ from orient_model.model.calibration import (
 from orient_model.model.predict import GLANCE, Looking, Predictor, combine, glanced, softmax
 
 MAX_PIXELS = 250_000_000
+WIDEST = 3  # views photos are scored with; fewer views are among them (see views_within)
 
 
 @dataclass
@@ -55,10 +56,13 @@ class PhotoScores:
 
 def lookings_for(views: int) -> list[Looking]:
     """The ways of looking a model with ``views`` views is calibrated and judged for: its own
-    (glancing first, and not), one view, and each without the four turns."""
+    (glancing first, and not), each number of views up to the widest with the four turns (all are
+    cut from the widest look's scores, so they cost nothing more), and one view and its own
+    without the turns."""
     out = [Looking(views, True), Looking(1, True), Looking(views, False), Looking(1, False)]
     if views > 1:
         out.append(Looking(views, True, glance=True))
+    out += [Looking(v, True) for v in range(2, WIDEST + 1)]
     return list(dict.fromkeys(out))
 
 
@@ -69,7 +73,7 @@ def score_photos(
     progress: Callable[[int, int], None] | None = None,
 ) -> PhotoScores:
     """Show every photo in all four orientations to the model, with the widest way of looking."""
-    looking = Looking(3, True)
+    looking = Looking(WIDEST, True)
     names, kinds, scores, failed = [], [], [], []
     pending: list[tuple[str, list[str], Image.Image]] = []
 

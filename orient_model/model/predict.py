@@ -30,8 +30,8 @@ class Looking:
     """How the model looks at a photo: ``views`` squares along the long side, each at four
     quarter turns when ``tta``.
 
-    ``glance``: first the centre view alone at four turns (a third of the passes); the other
-    views only for photos that glance leaves short of the decision threshold. Most photos are
+    ``glance``: first the centre view alone at four turns (four passes); the whole look
+    only for photos that glance leaves short of the decision threshold. Most photos are
     decided at a glance, and the two-step rule is calibrated and certified as one (see
     :func:`orient_model.model.calibration.risk_curve`)."""
 
@@ -83,16 +83,20 @@ def combine(per_view: np.ndarray, looking: Looking) -> np.ndarray:
     (A glance's votes depend on the threshold: see :func:`glanced`.)"""
     if looking.glance:
         raise ValueError("a glance first is voted with its threshold: see glanced()")
-    n_views = per_view.shape[1]
-    if looking.views == 1:
-        chosen = per_view[:, [n_views // 2]]
-    elif looking.views == n_views:
-        chosen = per_view
-    else:
-        raise ValueError(f"cannot look with {looking.views} views from {n_views}")
+    chosen = per_view[:, views_within(looking.views, per_view.shape[1])]
     if not looking.tta:
         chosen = chosen[:, :, :1]
     return chosen.reshape(len(per_view), -1, 4).mean(1)
+
+
+def views_within(views: int, n_views: int) -> list[int]:
+    """Which of ``n_views`` views along the long side are the ``views`` views (the centre for one,
+    the two ends for two, ...): ``square_views`` spreads both evenly, so the fewer are among the
+    more when their positions coincide."""
+    spans = max(views - 1, 1)
+    if views > n_views or (n_views - 1) % spans:
+        raise ValueError(f"cannot look with {views} views from {n_views}")
+    return [(n_views - 1) // 2] if views == 1 else [i * (n_views - 1) // spans for i in range(views)]
 
 
 def glanced(first: np.ndarray, wide: np.ndarray, threshold: float) -> np.ndarray:
@@ -179,22 +183,24 @@ class Predictor:
 
         Glancing first (and given the decision ``threshold``), the photos the glance is sure of
         keep the glance's probabilities; the others are looked at in full, reusing the glance's
-        passes over the centre view."""
+        passes over the centre view when it is one of the full look's."""
         if not images:
             return np.zeros((0, 4), dtype=np.float32)
         wide = self.looking.wide
         if not self.looking.glance or threshold is None:
             return self.calibrated(self.log_probs(images, wide), wide)
-        centre = wide.views // 2
-        centre_lp = self._views_log_probs(images, wide.views, [centre], True)
+        centre_lp = self._views_log_probs(images, 1, [0], True)
         first = self.calibrated(centre_lp, GLANCE)
         unsure = np.flatnonzero(first.max(1) < threshold)
         if not len(unsure):
             return first
-        sides = [i for i in range(wide.views) if i != centre]
-        side_lp = self._views_log_probs([images[i] for i in unsure], wide.views, sides, True)
+        # An odd number of views has the centre among them: its passes are not made twice.
+        centre = [wide.views // 2] if wide.views % 2 else []
+        rest = [i for i in range(wide.views) if i not in centre]
+        rest_lp = self._views_log_probs([images[i] for i in unsure], wide.views, rest, True)
+        seen = [centre_lp[unsure]] if centre else []
         out = first.copy()  # the order of the views does not matter to the mean
-        out[unsure] = self.calibrated(np.concatenate([centre_lp[unsure], side_lp], axis=1), wide)
+        out[unsure] = self.calibrated(np.concatenate([*seen, rest_lp], axis=1), wide)
         return out
 
 
