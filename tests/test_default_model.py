@@ -98,7 +98,7 @@ def test_demo_command_runs_end_to_end(tmp_path, cli_env):
     assert "3 error" in result.stdout
 
 
-def test_default_model_is_calibrated_for_a_glance_first_but_looks_in_full_by_default():
+def test_default_model_is_calibrated_for_a_glance_first_and_for_two_views_but_looks_in_full_by_default():
     from orient_model.model.predict import Looking, decision_threshold
 
     loaded = load_model("default")
@@ -107,3 +107,7 @@ def test_default_model_is_calibrated_for_a_glance_first_but_looks_in_full_by_def
     assert glancing.looking == Looking(3, True, glance=True)
     threshold, how = decision_threshold(glancing, None, 0.01)
     assert 0.5 < threshold < 1 and "glance" in how and "at most 1.0%" in how
+    # Two views (--views 2) are calibrated too, from the same scores: a certified threshold of their own.
+    two = Predictor(loaded, device="cpu", views=2)
+    threshold, how = decision_threshold(two, None, 0.01)
+    assert two.looking == Looking(2, True) and 0.5 < threshold < 1 and "at most 1.0%" in how
