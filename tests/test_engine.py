@@ -7,7 +7,7 @@ from PIL import Image
 
 from orient_model.model.architectures import build_model
 from orient_model.model.engine import EngineError, OnnxRuntimeEngine, TorchEngine, make_engine
-from orient_model.model.predict import Predictor
+from orient_model.model.predict import Predictor, turned_log_probs
 from orient_model.model.registry import LoadedModel
 
 
@@ -41,6 +41,15 @@ def test_the_engine_gives_pytorchs_probabilities(lite0):
     assert isinstance(slow.engine, TorchEngine)
     got, want = fast.probabilities(photos()), slow.probabilities(photos())
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_an_engine_is_shown_the_four_turns_pytorch_would_show_it(lite0):
+    engine = Predictor(lite0, device="cpu", engine="auto").engine
+    batch = torch.rand(2, 3, 160, 160)
+    turned_in_numpy = turned_log_probs(engine, batch)
+    turned_in_torch = turned_log_probs(lambda views: engine(views), batch)  # not an engine: torch turns
+    assert torch.equal(turned_in_numpy, turned_in_torch)
+    assert not torch.equal(turned_in_numpy[:, 0], turned_in_numpy[:, 1])  # four different views
 
 
 def test_an_unknown_engine_is_a_clear_error(lite0):

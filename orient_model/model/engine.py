@@ -52,7 +52,7 @@ class TorchEngine:
         return self.model(batch.to(self.device))
 
 
-class _CompiledEngine:
+class CompiledEngine:
     """Runs an exported network on NCHW float32 batches; returns logits as a torch tensor."""
 
     name = "?"
@@ -66,7 +66,7 @@ class _CompiledEngine:
         raise NotImplementedError
 
 
-class OpenVinoEngine(_CompiledEngine):
+class OpenVinoEngine(CompiledEngine):
     name = "openvino"
 
     def __init__(self, onnx_path: Path, threads: int) -> None:
@@ -90,7 +90,7 @@ class OpenVinoEngine(_CompiledEngine):
         return np.array(self.request.infer({0: x})[self.output])
 
 
-class OnnxRuntimeEngine(_CompiledEngine):
+class OnnxRuntimeEngine(CompiledEngine):
     name = "onnxruntime"
 
     def __init__(self, onnx_path: Path, threads: int, name: str = "onnxruntime") -> None:
@@ -177,7 +177,7 @@ def check_inputs(input_size: int, n: int = 8) -> torch.Tensor:
     return (images - 0.45) / 0.25
 
 
-def agreement(reference: torch.nn.Module, engine: _CompiledEngine, input_size: int) -> float:
+def agreement(reference: torch.nn.Module, engine: CompiledEngine, input_size: int) -> float:
     want = check_probabilities(reference.float().eval(), input_size)
     return float((want - check_probabilities(engine, input_size)).abs().max())
 
@@ -252,7 +252,7 @@ def make_engine(loaded, device: torch.device, choice: str = "auto", threads: int
     return TorchEngine(loaded.model, device)
 
 
-def _float_engine(name: str, loaded, threads: int) -> _CompiledEngine:
+def _float_engine(name: str, loaded, threads: int) -> CompiledEngine:
     cls = OpenVinoEngine if name == "openvino" else OnnxRuntimeEngine
     engine = cls(onnx_for(loaded), threads)
     diff = _verified(loaded, engine)
