@@ -4,11 +4,11 @@
 
 For each set (natural scenes; people and old prints) and each model: every photo in all four
 orientations, seen in full as auto-rotate sees it by default (three views, four turns voted), with
-two views (``--views 2``: the ends of the long side, a third fewer passes), and glancing first (``--glance``, when the model is calibrated
-for it), with each engine asked for (``--engines``: the float network and the 8-bit one, each with
-its own calibration); accuracy, and at the certified threshold for at most 1% error: coverage and
-wrong automatic decisions. Use it to report figures, never to choose between candidates: a choice
-made on these photos would make them tuning photos.
+two views (``--views 2``: the ends of the long side, a third fewer passes), and glancing first
+(``--glance``, when the model is calibrated for it), with each engine asked for (``--engines``: the
+float network and the 8-bit one, each with its own calibration); accuracy, and at the certified
+threshold for at most 1% error: coverage and wrong automatic decisions. Use it to report figures,
+never to choose between candidates: a choice made on these photos would make them tuning photos.
 """
 
 from __future__ import annotations
