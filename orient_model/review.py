@@ -365,7 +365,7 @@ class ReviewQueue:
         return self.decide_many([item_id], [rotation_deg], reviewer)[0]
 
     def decide_many(self, item_ids: list[str], rotations: list[int], reviewer: str) -> list[ReviewItem]:
-        """Record several decisions; all are checked before any is written."""
+        """Record several decisions: all are checked, then written in one transaction."""
         reviewer = _check_reviewer(reviewer)
         for rotation in rotations:
             if isinstance(rotation, bool) or rotation not in orientation.ROTATIONS:
@@ -388,16 +388,13 @@ class ReviewQueue:
             return []
         journal = self.decision_journal()
         try:
-            for item, rotation in chosen:
-                journal.add_review(
-                    item.sha256,
-                    item.rel_path,
-                    rotation,
-                    reviewer,
-                    item.run_id,
-                    item.suggested_deg,
-                    item.confidence,
-                )
+            journal.add_reviews(
+                reviewer,
+                [
+                    (item.sha256, item.rel_path, rotation, item.run_id, item.suggested_deg, item.confidence)
+                    for item, rotation in chosen
+                ],
+            )
         finally:
             journal.close()
         with self._lock:

@@ -24,6 +24,7 @@ from orient_model.archive.audit import displayed_rotation_problem
 from orient_model.archive.paths import Tree
 from orient_model.archive.state import open_journals, remember, state_folders
 from orient_model.config import AutorotateConfig
+from orient_model.errors import OrientError
 from orient_model.model.predict import Decision
 from orient_model.pipeline import Predicted, read_entry
 from orient_model.report import read_report
@@ -197,6 +198,28 @@ def test_bad_decisions_change_nothing(archive):
     with pytest.raises(UnknownItem):  # a batch is checked whole before anything is written
         queue.decide_many([item.id, "nope"], [90, 90], "ana")
     assert not (state / "journal.sqlite").exists() or reviews_in(state) == []
+
+
+def test_a_batch_of_decisions_is_written_whole_or_not_at_all(archive):
+    root, state = archive
+    queue = ReviewQueue(root, state)
+    items = queue.items()[:3]
+    queue.decision_journal().close()
+    # The journal refuses the batch's second row, as a full disk or an I/O error would.
+    conn = sqlite3.connect(state / "journal.sqlite")
+    conn.execute(
+        "CREATE TRIGGER second_row_fails BEFORE INSERT ON reviews WHEN (SELECT COUNT(*) FROM reviews) >= 1"
+        " BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+    )
+    conn.commit()
+    with pytest.raises(OrientError):
+        queue.accept_suggestions(items, "ana")
+    assert reviews_in(state) == []
+    assert {i.state for i in ReviewQueue(root, state).items()} == {"unreviewed"}
+    conn.execute("DROP TRIGGER second_row_fails")
+    conn.commit()
+    conn.close()
+    assert len(queue.accept_suggestions(items, "ana")) == 3 and len(reviews_in(state)) == 3
 
 
 def test_decisions_go_into_the_archive_when_it_keeps_its_own_state(tmp_path):

@@ -401,31 +401,17 @@ class Journal:
 
     # ---------------------------------------------------------------- operator reviews
 
-    def add_review(
-        self,
-        sha256: str,
-        rel_path: str,
-        rotation_deg: int,
-        reviewer: str,
-        run_id: str | None,
-        suggested_deg: int | None,
-        confidence: float | None,
-    ) -> int:
-        cur = self._execute(
+    def add_reviews(
+        self, reviewer: str, decisions: list[tuple[str, str, int, str | None, int | None, float | None]]
+    ) -> None:
+        """Record one operator's batch of decisions in one transaction (all or none); each is
+        ``(sha256, rel_path, rotation_deg, run_id, suggested_deg, confidence)`` of :class:`Review`."""
+        now = now_utc()
+        self._many(
             "INSERT INTO reviews (sha256, rel_path, rotation_deg, reviewer, decided_at, run_id, suggested_deg,"
             " confidence) VALUES (?,?,?,?,?,?,?,?)",
-            (
-                sha256,
-                os.fsencode(rel_path),
-                rotation_deg,
-                reviewer,
-                now_utc(),
-                run_id,
-                suggested_deg,
-                confidence,
-            ),
+            [(sha, os.fsencode(rel), deg, reviewer, now, *rest) for sha, rel, deg, *rest in decisions],
         )
-        return int(cur.lastrowid)
 
     def reviews(self) -> dict[str, Review]:
         """The latest decision for each reviewed content (by hash)."""
