@@ -36,6 +36,25 @@ def test_tiny_cnn_learns_orientation_well_above_chance(tiny_model):
     assert card["val_nll"] <= card["val_nll_before_calibration"] + 1e-9
 
 
+def test_frozen_early_stages_validate_on_cached_features_as_the_whole_network_would(tiny_model):
+    from torch import nn
+
+    from orient_model.model.architectures import ARCHS
+    from orient_model.model.train import evaluate, fit, load_data
+
+    data = tiny_model.parents[1] / "data"
+    cfg = TrainConfig(
+        arch="tiny", freeze="early", cache_passes=1, epochs=2, batch_size=32, workers=0, device="cpu", views=1
+    )
+    result = fit(data, cfg, judge_copies=False)
+    spec = ARCHS["tiny"]
+    _, val_loader = load_data(data, cfg, spec.input_size, spec.mean, spec.std)
+    whole = evaluate(result.model, val_loader, nn.CrossEntropyLoss(), torch.device("cpu"))
+    assert result.metrics["val_accuracy"] == whole.accuracy
+    best = result.history[result.best_epoch - 1]
+    assert (best["val_accuracy"], best["val_loss"]) == (whole.accuracy, pytest.approx(whole.loss, abs=1e-5))
+
+
 def test_registration_adds_the_8bit_network_that_auto_then_runs(tiny_model):
     from orient_model.model.engine import INT8
     from orient_model.model.predict import Predictor

@@ -190,21 +190,27 @@ def validation_metrics(result: EvalResult, temperature: float) -> dict:
 
 @torch.inference_mode()
 def cache_features(
-    early: nn.Module, loader: DataLoader, passes: int, device, progress: Progress | None
+    early: nn.Module,
+    loader: DataLoader,
+    passes: int,
+    device,
+    progress: Progress | None,
+    what: str = "training",
+    dtype: torch.dtype = torch.float16,
 ) -> TensorDataset:
-    """Every training copy, augmented afresh on each pass, through the frozen early stages
-    (stored in half precision: about 30 kB a copy for efficientnet_lite0 at 224 px)."""
+    """Every copy, augmented afresh on each pass, through the frozen early stages (training
+    copies in half precision: about 30 kB a copy for efficientnet_lite0 at 224 px)."""
     early.eval()
     feats, labels = [], []
     total = passes * len(loader)
     for p in range(passes):
         for i, (images, y) in enumerate(loader):
             x = images.to(device).contiguous(memory_format=torch.channels_last)
-            feats.append(early(x).half().cpu())
+            feats.append(early(x).to(dtype).cpu())
             labels.append(y)
             if progress:
                 progress(
-                    f"caching features: pass {p + 1}/{passes}, batch {i + 1}/{len(loader)}",
+                    f"caching {what} features: pass {p + 1}/{passes}, batch {i + 1}/{len(loader)}",
                     0.0,
                     (p * len(loader) + i + 1) == total,
                 )
@@ -243,8 +249,13 @@ def fit(
         gen = torch.Generator().manual_seed(cfg.seed)
         train_loader = DataLoader(cached, batch_size=cfg.batch_size, shuffle=True, generator=gen)
         trained, trainable = late, [p for p in late.parameters() if p.requires_grad]
+        # The validation copies are not augmented: through the frozen stages once, in full
+        # precision (late(early(x)) == model(x)), not again every epoch.
+        val_features = cache_features(early, val_loader, 1, device, progress, "validation", torch.float32)
+        judged, judged_loader = late, DataLoader(val_features, batch_size=val_loader.batch_size)
     else:
         trained, trainable = model, list(model.parameters())
+        judged, judged_loader = model, val_loader
     steps_per_epoch = min(len(train_loader), cfg.max_steps_per_epoch or len(train_loader))
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -259,7 +270,7 @@ def fit(
         stats = train_one_epoch(
             trained, train_loader, optimizer, scheduler, criterion, device, scaler, cfg, progress, epoch
         )
-        val = evaluate(model, val_loader, nn.CrossEntropyLoss(), device)
+        val = evaluate(judged, judged_loader, nn.CrossEntropyLoss(), device)
         history.append({"epoch": epoch + 1, **stats, "val_loss": val.loss, "val_accuracy": val.accuracy})
         if progress:
             progress(
@@ -280,7 +291,7 @@ def fit(
     train_seconds = time.perf_counter() - start
     model.load_state_dict(best_state)
     model = model.to(memory_format=torch.contiguous_format).eval()
-    final = evaluate(model, val_loader, nn.CrossEntropyLoss(), device)
+    final = evaluate(judged, judged_loader, nn.CrossEntropyLoss(), device)
     temperature = fit_temperature(final.logits, final.labels)
     result = FitResult(
         model.cpu(),
