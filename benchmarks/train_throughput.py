@@ -1,9 +1,12 @@
 """Training throughput of the default architecture on this machine (a benchmark, not a test).
 
 Prints images/s for (1) bare optimisation steps on random batches and (2) the real training
-loop (data loading, augmentation, AMP on a GPU) over generated training copies.
+loop (data loading, augmentation, AMP on a GPU) over generated training copies, and (3) the
+validation an epoch costs with frozen early stages: the whole network on every validation copy,
+against the later stages on features cached once (with ``--data``, a real training set's copies).
 
     .venv/bin/python benchmarks/train_throughput.py [--input-size 224] [--steps 20] [--device auto]
+        [--data DIR]
 """
 
 import argparse
@@ -12,11 +15,12 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader
 
 from orient_model.config import TrainConfig, TrainingSetConfig
-from orient_model.model.architectures import ARCHS, build_model
+from orient_model.model.architectures import ARCHS, build_model, split_stages
 from orient_model.model.device import resolve_device
-from orient_model.model.train import fit
+from orient_model.model.train import cache_features, evaluate, fit, load_data
 from orient_model.synthetic import write_scenes
 from orient_model.training_set import find_photos, process_source
 
@@ -43,6 +47,28 @@ def bare_steps(arch: str, size: int, batch: int, steps: int, device: torch.devic
     return steps * batch / (time.perf_counter() - start)
 
 
+def validation_epoch(data: Path, cfg: TrainConfig, device: torch.device) -> None:
+    """Seconds of validation an epoch: the whole network, against the later stages on cached features."""
+    spec = ARCHS[cfg.arch]
+    _, val = load_data(data, cfg, cfg.input_size or spec.input_size, spec.mean, spec.std)
+    model = build_model(cfg.arch, weights=cfg.weights).to(device).to(memory_format=torch.channels_last)
+    early, late = split_stages(model)
+    loss = torch.nn.CrossEntropyLoss()
+    start = time.perf_counter()
+    whole = evaluate(model, val, loss, device)
+    whole_s, start = time.perf_counter() - start, time.perf_counter()
+    features = cache_features(early, val, 1, device, None, "validation", torch.float32)
+    cache_s, start = time.perf_counter() - start, time.perf_counter()
+    cached = evaluate(late, DataLoader(features, batch_size=val.batch_size), loss, device)
+    cached_s = time.perf_counter() - start
+    same = whole.accuracy == cached.accuracy and abs(whole.loss - cached.loss) < 1e-5
+    print(
+        f"validation, {len(val.dataset)} copies: whole network {whole_s:.1f} s an epoch; "
+        f"cached features {cached_s:.1f} s an epoch after {cache_s:.1f} s once "
+        f"({features.tensors[0].numel() * 4 / 1e6:.0f} MB); same accuracy and loss: {same}"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="efficientnet_lite0")
@@ -51,6 +77,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--data", type=Path, help="a training set (make-training-set) to time validation on")
     args = p.parse_args()
     device = resolve_device(args.device)
     size = args.input_size or ARCHS[args.arch].input_size
@@ -82,6 +109,8 @@ def main() -> None:
             f"training loop with data loading and augmentation: "
             f"{result.history[0]['images_per_s']:.1f} images/s"
         )
+        weights = "package" if args.data else "none"
+        validation_epoch(args.data or tmp / "data", train_cfg.model_copy(update={"weights": weights}), device)
 
 
 if __name__ == "__main__":
