@@ -274,6 +274,25 @@ def test_api_lists_decides_and_accepts_a_folder(client):
     assert full.status_code == 200 and Image.open(io.BytesIO(full.content)).format == "JPEG"
 
 
+def test_api_lists_a_page_at_a_time_and_the_page_holding_a_photo(client):
+    from flows.review import MAX_PAGE
+
+    http, _, _ = client
+    whole = [i["id"] for i in http.get("/api/state").json()["items"]]
+    assert len(whole) == 4
+    first = http.get("/api/state", params={"limit": 3}).json()
+    assert ([i["id"] for i in first["items"]], first["offset"], first["matching"]) == (whole[:3], 0, 4)
+    assert first["progress"]["total"] == 4  # counts are the whole queue's, not the page's
+    rest = http.get("/api/state", params={"limit": 3, "offset": 3}).json()
+    assert [i["id"] for i in rest["items"]] == whole[3:]
+    around = http.get("/api/state", params={"limit": 3, "around": whole[3]}).json()
+    assert (around["offset"], [i["id"] for i in around["items"]]) == (3, whole[3:])
+    gone = http.get("/api/state", params={"limit": 3, "around": "0" * 20}).json()
+    assert gone["offset"] == 0
+    for bad in ({"limit": 0}, {"limit": MAX_PAGE + 1}, {"offset": -1}):
+        assert http.get("/api/state", params=bad).status_code == 422
+
+
 @pytest.mark.parametrize(
     "url",
     [

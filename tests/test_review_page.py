@@ -104,6 +104,37 @@ def current_path(page) -> str:
     return page.inner_text("#path").strip()
 
 
+def turn_the_pages(page, url: str) -> None:
+    """A queue longer than a page (8 flagged photos, 3 a page): the keys walk across pages, the
+    pager turns them, and a reload comes back to the page holding the photo it showed."""
+    order = [i["path"] for i in page.request.get(url + "/api/state?limit=100").json()["items"]]
+    page.goto(url + "/")
+    pictures_loaded(page)
+    assert (page.inner_text("#page-text"), current_path(page)) == ("1–3 of 8", order[0])
+    assert page.locator("#list .entry").count() == 3
+    for _ in range(3):
+        page.keyboard.press("ArrowDown")
+    page.wait_for_function("() => document.querySelector('#page-text').innerText === '4–6 of 8'")
+    pictures_loaded(page)
+    assert current_path(page) == order[3]
+    page.keyboard.press("ArrowUp")  # back over the edge: the previous page's last photo
+    page.wait_for_function("() => document.querySelector('#page-text').innerText === '1–3 of 8'")
+    pictures_loaded(page)
+    assert current_path(page) == order[2]
+    page.click("#page-next")
+    page.wait_for_function("() => document.querySelector('#page-text').innerText === '4–6 of 8'")
+    page.click("#page-next")
+    page.wait_for_function("() => document.querySelector('#page-text').innerText === '7–8 of 8'")
+    pictures_loaded(page)
+    assert page.is_disabled("#page-next") and current_path(page) == order[6]
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("p => document.querySelector('#path').innerText.trim() === p", arg=order[7])
+    page.reload()
+    pictures_loaded(page)
+    assert (page.inner_text("#page-text"), current_path(page)) == ("7–8 of 8", order[7])
+    shot(page, "review-0-pages.png")
+
+
 @pytest.fixture
 def demo_archive(tmp_path) -> tuple[Path, dict[str, int]]:
     """A few of the demo archive's photos (JPEGs, one with an EXIF turn), in two folders."""
@@ -132,9 +163,14 @@ def test_operator_reviews_in_the_browser_and_the_decisions_are_applied_and_learn
     assert summary["counts"]["flag"] == len(truth)
     assert training_pool(root, state) == []
 
+    errors = []
+    paged = browser.new_page(viewport={"width": 1280, "height": 800})
+    paged.on("pageerror", lambda exc: errors.append(str(exc)))
+    turn_the_pages(paged, page_server(create_app(root, reviewer="ana", state_dir=state, page_size=3)))
+    paged.close()
+
     url = page_server(create_app(root, reviewer="ana", state_dir=state))
     page = browser.new_page(viewport={"width": 1280, "height": 800})
-    errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("dialog", lambda dialog: dialog.accept())  # the batch's "accept N suggestions?"
     page.goto(url + "/")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
@@ -44,6 +44,7 @@ from orient_model.review import (
 STATIC = Path(__file__).parent / "static"
 DEFAULT_PORT = 8765
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+PAGE, MAX_PAGE = 200, 5000  # items a listing holds: a page stays quick with any size of queue
 _NO_STORE = {"Cache-Control": "no-store"}
 _PICTURE_CACHE = {"Cache-Control": "private, max-age=300"}  # the URL names the content (see app.js)
 
@@ -89,8 +90,10 @@ def create_app(
     state_dir: str | Path | None = None,
     reports: list[str | Path] | None = None,
     allowed_hosts: list[str] | None = None,
+    page_size: int = PAGE,
 ) -> FastAPI:
-    """The review app for one archive (``allowed_hosts``: host names requests may carry)."""
+    """The review app for one archive (``allowed_hosts``: host names requests may carry;
+    ``page_size``: photos a listing holds unless it asks for another number)."""
     queue = ReviewQueue(archive, state_dir, reports or ())
     pictures = Pictures(queue.root)
     who = reviewer or default_reviewer()
@@ -140,11 +143,19 @@ def create_app(
         min_confidence: float | None = None,
         max_confidence: float | None = None,
         state: Literal["any", "unreviewed", "decided", "applied"] = "any",
+        offset: int | None = Query(None, ge=0),
+        limit: int = Query(page_size, ge=1, le=MAX_PAGE),
+        around: str | None = Query(None, max_length=64),
     ) -> JSONResponse:
+        """One page of the filtered queue (``around``: the page holding that item, when no
+        ``offset`` is given), with the counts of the whole queue."""
         everything = items()
         in_kind = select(everything, kind)
         in_range = select(in_kind, kind, folder, min_confidence, max_confidence)
         shown = select(in_range, kind, None, None, None, state)
+        if offset is None:
+            at = next((n for n, i in enumerate(shown) if i.id == around), 0) if around else 0
+            offset = at - at % limit
         counts = {k: progress(select(everything, k)) for k in KINDS}
         return JSONResponse(
             {
@@ -154,7 +165,10 @@ def create_app(
                 "progress": progress(in_range),
                 "counts": counts,
                 "folders": sorted({i.folder for i in in_kind}),
-                "items": [i.as_json() for i in shown],
+                "matching": len(shown),
+                "offset": offset,
+                "limit": limit,
+                "items": [i.as_json() for i in shown[offset : offset + limit]],
             },
             headers=_NO_STORE,
         )

@@ -41,23 +41,31 @@ function query() {
   return q;
 }
 
-async function load(keepId) {
+// The server sends one page of the queue at a time (a queue may hold tens of thousands of
+// photos). Without an offset it sends the page holding the current photo; "pick" chooses the
+// photo to show on a page turned to: its first, its last, or its first unreviewed one.
+async function load(keepId, offset = null, pick = "open") {
+  const q = query();
+  const wanted = keepId ?? ui.current;
+  if (offset !== null) q.set("offset", String(offset));
+  else if (wanted) q.set("around", wanted);
   let data;
   try {
-    data = await api(`/api/state?${query()}`);
+    data = await api(`/api/state?${q}`);
   } catch (error) {
     toast(`Could not load the queue: ${error.message}`, true);
     return;
   }
   ui.data = data;
   ui.items = data.items;
-  const wanted = keepId ?? ui.current;
-  const index = ui.items.findIndex((i) => i.id === wanted);
+  const index = offset === null ? ui.items.findIndex((i) => i.id === wanted) : -1;
   if (index >= 0) {
     ui.current = wanted;
   } else {
     const firstOpen = ui.items.find((i) => i.state === "unreviewed");
-    ui.current = (firstOpen || ui.items[0] || {}).id ?? null;
+    const chosen = pick === "last" ? ui.items[ui.items.length - 1]
+      : pick === "first" ? ui.items[0] : firstOpen || ui.items[0];
+    ui.current = (chosen || {}).id ?? null;
   }
   renderAll();
 }
@@ -85,6 +93,7 @@ function renderAll() {
   $("state").value = ui.state;
   renderProgress();
   renderList();
+  renderPager();
   renderItem();
   renderBatch();
   writeHash();
@@ -142,8 +151,35 @@ function renderList() {
     li.addEventListener("click", () => go(item.id));
     return li;
   }));
-  const current = list.querySelector(".current");
-  if (current) current.scrollIntoView({ block: "nearest" });
+  showCurrent();
+}
+
+// Moving to another photo only moves the highlight: the list is not built again.
+function showCurrent() {
+  const list = $("list");
+  for (const entry of list.querySelectorAll(".current")) entry.classList.remove("current");
+  const current = [...list.children].find((li) => li.dataset.id === ui.current);
+  if (current) {
+    current.classList.add("current");
+    current.scrollIntoView({ block: "nearest" });
+  }
+}
+
+function renderPager() {
+  const { matching, offset, limit } = ui.data;
+  $("pager").hidden = matching <= limit;
+  const last = Math.min(offset + ui.items.length, matching);
+  $("page-text").textContent = `${(offset + 1).toLocaleString()}–${last.toLocaleString()} of ${matching.toLocaleString()}`;
+  $("page-prev").disabled = offset === 0;
+  $("page-next").disabled = last >= matching;
+}
+
+function turnPage(step, pick) {
+  const { matching, offset, limit } = ui.data;
+  const to = offset + step * limit;
+  if (to < 0 || to >= matching) return false;
+  load(null, to, pick);
+  return true;
 }
 
 function currentItem() {
@@ -222,7 +258,8 @@ function renderBatch() {
   button.textContent = open.length ? `Accept ${open.length} suggestion${open.length === 1 ? "" : "s"}` : "Accept suggestions";
   const where = ui.folder ? `in ${ui.folder}` : "in all folders";
   const range = ui.min !== "" || ui.max !== "" ? `, confidence ${ui.min || 0}–${ui.max || 100}%` : "";
-  $("batch-hint").textContent = open.length ? `Unreviewed photos shown: ${where}${range}.` : "";
+  const scope = ui.data.matching > ui.items.length ? "on this page" : "shown";
+  $("batch-hint").textContent = open.length ? `Unreviewed photos ${scope}: ${where}${range}.` : "";
 }
 
 function preload(item) {
@@ -264,7 +301,7 @@ function neighbour(step) {
 function go(id) {
   if (!id) return;
   ui.current = id;
-  renderList();
+  showCurrent();
   renderItem();
   writeHash();
 }
@@ -272,6 +309,7 @@ function go(id) {
 function move(step) {
   const next = neighbour(step);
   if (next) go(next.id);
+  else turnPage(step, step > 0 ? "first" : "last");
 }
 
 function nextOpen() {
@@ -303,7 +341,11 @@ async function choose(rotation) {
     renderList();
     renderBatch();
     const next = nextOpen();
-    setTimeout(() => { if (ui.current === item.id && next) go(next.id); }, 220);
+    setTimeout(() => {
+      if (ui.current !== item.id) return;
+      if (next) go(next.id);
+      else turnPage(1, "open"); // this page is done: the next one opens at its first unreviewed photo
+    }, 220);
   } catch (error) {
     toast(error.message, true);
     load();
@@ -390,6 +432,8 @@ function setup() {
   $("accept-all").addEventListener("click", acceptAll);
   $("prev").addEventListener("click", () => move(-1));
   $("next").addEventListener("click", () => move(1));
+  $("page-prev").addEventListener("click", () => turnPage(-1, "first"));
+  $("page-next").addEventListener("click", () => turnPage(1, "first"));
   $("skip").addEventListener("click", () => move(1));
   $("show-evidence").addEventListener("change", (e) => { ui.evidence = e.target.checked; e.target.blur(); renderItem(); });
   $("help-button").addEventListener("click", () => $("help").showModal());
