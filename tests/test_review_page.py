@@ -104,35 +104,14 @@ def current_path(page) -> str:
     return page.inner_text("#path").strip()
 
 
-def turn_the_pages(page, url: str) -> None:
-    """A queue longer than a page (8 flagged photos, 3 a page): the keys walk across pages, the
-    pager turns them, and a reload comes back to the page holding the photo it showed."""
-    order = [i["path"] for i in page.request.get(url + "/api/state?limit=100").json()["items"]]
-    page.goto(url + "/")
-    pictures_loaded(page)
-    assert (page.inner_text("#page-text"), current_path(page)) == ("1–3 of 8", order[0])
-    assert page.locator("#list .entry").count() == 3
-    for _ in range(3):
-        page.keyboard.press("ArrowDown")
-    page.wait_for_function("() => document.querySelector('#page-text').innerText === '4–6 of 8'")
-    pictures_loaded(page)
-    assert current_path(page) == order[3]
-    page.keyboard.press("ArrowUp")  # back over the edge: the previous page's last photo
-    page.wait_for_function("() => document.querySelector('#page-text').innerText === '1–3 of 8'")
-    pictures_loaded(page)
-    assert current_path(page) == order[2]
-    page.click("#page-next")
-    page.wait_for_function("() => document.querySelector('#page-text').innerText === '4–6 of 8'")
-    page.click("#page-next")
-    page.wait_for_function("() => document.querySelector('#page-text').innerText === '7–8 of 8'")
-    pictures_loaded(page)
-    assert page.is_disabled("#page-next") and current_path(page) == order[6]
-    page.keyboard.press("ArrowDown")
-    page.wait_for_function("p => document.querySelector('#path').innerText.trim() === p", arg=order[7])
-    page.reload()
-    pictures_loaded(page)
-    assert (page.inner_text("#page-text"), current_path(page)) == ("7–8 of 8", order[7])
-    shot(page, "review-0-pages.png")
+def flag_everything(root: Path, state: Path) -> AutorotateConfig:
+    """A real run that sends every photo to the operator (the page draws its own evidence)."""
+    from flows.autorotate import autorotate
+
+    cfg = AutorotateConfig(model="default", threshold=1.0, apply="none", saliency="off")
+    summary = autorotate(str(root), cfg, state_dir=str(state))
+    assert summary["counts"]["flag"] == len(KEEP)
+    return cfg
 
 
 @pytest.fixture
@@ -157,20 +136,12 @@ def test_operator_reviews_in_the_browser_and_the_decisions_are_applied_and_learn
     state = tmp_path / "state"
     (tmp_path / "secret.jpg").write_bytes((root / KEEP[0]).read_bytes())
     originals = {rel: (root / rel).read_bytes() for rel in truth}
-    # Every photo goes to the operator; the page draws its own evidence.
-    cfg = AutorotateConfig(model="default", threshold=1.0, apply="none", saliency="off")
-    summary = autorotate(str(root), cfg, state_dir=str(state))
-    assert summary["counts"]["flag"] == len(truth)
+    cfg = flag_everything(root, state)
     assert training_pool(root, state) == []
-
-    errors = []
-    paged = browser.new_page(viewport={"width": 1280, "height": 800})
-    paged.on("pageerror", lambda exc: errors.append(str(exc)))
-    turn_the_pages(paged, page_server(create_app(root, reviewer="ana", state_dir=state, page_size=3)))
-    paged.close()
 
     url = page_server(create_app(root, reviewer="ana", state_dir=state))
     page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("dialog", lambda dialog: dialog.accept())  # the batch's "accept N suggestions?"
     page.goto(url + "/")
@@ -255,4 +226,62 @@ def test_operator_reviews_in_the_browser_and_the_decisions_are_applied_and_learn
         f"() => document.querySelectorAll('#list .entry.applied').length === {len(turned)}"
     )
     shot(page, "review-4-applied.png")
+    assert errors == []
+
+
+def wait_for_page(page, text: str) -> None:
+    page.wait_for_function("t => document.querySelector('#page-text').innerText === t", arg=text)
+    pictures_loaded(page)
+
+
+def test_a_long_queue_is_walked_a_page_at_a_time(
+    prefect_server, demo_archive, tmp_path, page_server, browser
+):
+    """8 flagged photos, 3 a page: the keys walk across pages, the pager turns them, a reload comes
+    back to the page holding its photo, and a finished page of unreviewed photos opens the next
+    unreviewed ones without skipping any."""
+    from flows.review import create_app
+
+    root, _ = demo_archive
+    state = tmp_path / "state"
+    flag_everything(root, state)
+    url = page_server(create_app(root, reviewer="ana", state_dir=state, page_size=3))
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    order = [i["path"] for i in page.request.get(url + "/api/state?limit=100").json()["items"]]
+    page.goto(url + "/")
+    wait_for_page(page, "1–3 of 8")
+    assert current_path(page) == order[0] and page.locator("#list .entry").count() == 3
+    for _ in range(3):
+        page.keyboard.press("ArrowDown")
+    wait_for_page(page, "4–6 of 8")
+    assert current_path(page) == order[3]
+    page.keyboard.press("ArrowUp")  # back over the edge: the previous page's last photo
+    wait_for_page(page, "1–3 of 8")
+    assert current_path(page) == order[2]
+    page.click("#page-next")
+    wait_for_page(page, "4–6 of 8")
+    page.click("#page-next")
+    wait_for_page(page, "7–8 of 8")
+    assert page.is_disabled("#page-next") and current_path(page) == order[6]
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("p => document.querySelector('#path').innerText.trim() === p", arg=order[7])
+    page.reload()
+    wait_for_page(page, "7–8 of 8")
+    assert current_path(page) == order[7]
+    shot(page, "review-0-pages.png")
+
+    page.goto(url + "/#kind=flagged&state=unreviewed")
+    page.reload()
+    wait_for_page(page, "1–3 of 8")
+    for n in range(3):  # accept the suggestion for the whole first page, one by one
+        page.keyboard.press("Enter")
+        if n < 2:
+            page.wait_for_function(
+                "p => document.querySelector('#path').innerText.trim() === p", arg=order[n + 1]
+            )
+    wait_for_page(page, "1–3 of 5")  # the three decided left the list; the next three came up
+    assert current_path(page) == order[3]
+    assert [e.inner_text().split("\n")[0] for e in page.locator("#list .name").all()] == order[3:6]
     assert errors == []

@@ -176,8 +176,11 @@ function renderPager() {
 
 function turnPage(step, pick) {
   const { matching, offset, limit } = ui.data;
-  const to = offset + step * limit;
-  if (to < 0 || to >= matching) return false;
+  // Showing only unreviewed photos, those decided on this page have left the server's list:
+  // the next page starts that many places earlier, or it would skip as many unreviewed ones.
+  const left = ui.state === "unreviewed" ? ui.items.filter((i) => i.state !== "unreviewed").length : 0;
+  const to = step > 0 ? offset + limit - left : offset > 0 ? Math.max(0, offset - limit) : -1;
+  if (to < 0 || to >= matching - left) return false;
   load(null, to, pick);
   return true;
 }
