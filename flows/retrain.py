@@ -37,7 +37,9 @@ class NotEnoughToJudge(OrientError):
 def judge_and_maybe_promote(
     data_dir: str, challenger_dir: str, champion_ref: str, models_dir: str, max_error: float, margin: float
 ) -> dict:
-    """Champion and challenger on the same calibration and test photos; promote on a win."""
+    """Champion and challenger on the same calibration and test photos, each run by the engine an
+    archive run would give it here (on a CPU its calibrated 8-bit network, when it has one that
+    this machine reproduces); promote on a win."""
     import json
 
     photos = whole_photos(data_dir)
@@ -53,9 +55,10 @@ def judge_and_maybe_promote(
         load_model(challenger_dir),
     )
     looking = Looking(challenger.views, True)
-    scores = {}
+    scores, engines = {}, {}
     for name, model in (("champion", champion), ("challenger", challenger)):
-        predictor = Predictor(model, device="auto", views=looking.views)
+        predictor = Predictor(model, device="auto", views=looking.views, engine="auto")
+        engines[name] = predictor.engine.name
         scores[name] = (score_photos(predictor, photos["calib"]), score_photos(predictor, photos["test"]))
     verdict = judge_pair(
         champion, *scores["champion"], challenger, *scores["challenger"], looking, max_error, margin
@@ -70,6 +73,7 @@ def judge_and_maybe_promote(
         "reasons": verdict.reasons,
         "table": verdict.table,
         "judged_on": calib + test,
+        "engines": engines,
         "decided_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_bytes(card_path, json.dumps(card, indent=2).encode())
@@ -81,6 +85,7 @@ def judge_and_maybe_promote(
         "promoted": promoted,
         "reasons": verdict.reasons,
         "table": verdict.table,
+        "engines": engines,
     }
 
 
@@ -95,10 +100,12 @@ def publish_decision(decision: dict) -> None:
         description=f"Champion {decision['champion']} against challenger {decision['challenger']}",
     )
     verb = "promoted" if decision["promoted"] else "not promoted"
+    engines = decision["engines"]
     create_markdown_artifact(
         f"# Challenger {decision['challenger']} {verb}\n\n"
         + "\n".join(f"- {r}" for r in decision["reasons"])
-        + "\n",
+        + f"\n\nEach judged as an archive run here runs it: the champion by {engines['champion']}, "
+        f"the challenger by {engines['challenger']}.\n",
         key="retrain-decision",
         description="Champion/challenger decision",
     )

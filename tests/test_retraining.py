@@ -155,6 +155,12 @@ def test_champion_and_challenger_then_rollback(registry, tmp_path, prefect_serve
     # The good model challenges the weak one: it wins and becomes current.
     won = judge_and_maybe_promote.fn(str(data), str(models / good), weak, str(models), 0.05, 0.005)
     assert won["promoted"] and current_version(models) == good, won["reasons"]
+    # Each was judged as an archive run on this machine would run it (not by PyTorch on a CPU).
+    as_run = {
+        name: Predictor(load_model(models / version), engine="auto").engine.name
+        for name, version in (("champion", weak), ("challenger", good))
+    }
+    assert won["engines"] == as_run and "torch" not in as_run.values()
     # A weak challenger (its gate aside) is judged worse than the good champion and not promoted.
     card_path = models / weak / "card.json"
     card = json.loads(card_path.read_text())
