@@ -43,13 +43,14 @@ def test_the_engine_gives_pytorchs_probabilities(lite0):
     assert np.abs(got - want).max() < 1e-4
 
 
-def test_an_engine_is_shown_the_four_turns_pytorch_would_show_it(lite0):
-    engine = Predictor(lite0, device="cpu", engine="auto").engine
+@pytest.mark.parametrize("choice", ["auto", "torch"])
+def test_every_engine_is_shown_the_four_turns_pytorch_would_show_it(lite0, choice):
+    engine = Predictor(lite0, device="cpu", engine=choice).engine
     batch = torch.rand(2, 3, 160, 160)
-    turned_in_numpy = turned_log_probs(engine, batch)
-    turned_in_torch = turned_log_probs(lambda views: engine(views), batch)  # not an engine: torch turns
-    assert torch.equal(turned_in_numpy, turned_in_torch)
-    assert not torch.equal(turned_in_numpy[:, 0], turned_in_numpy[:, 1])  # four different views
+    by_torch = torch.cat([torch.rot90(batch, k, dims=(2, 3)) for k in range(4)])  # k quarter turns ccw
+    assert torch.equal(engine.turned(batch), engine(by_torch))
+    turned = turned_log_probs(engine, batch)
+    assert not torch.equal(turned[:, 0], turned[:, 1])  # four different views
 
 
 def test_an_unknown_engine_is_a_clear_error(lite0):

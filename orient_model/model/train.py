@@ -40,6 +40,7 @@ from orient_model.model.calibration import (
 )
 from orient_model.model.data import CopiesDataset
 from orient_model.model.device import resolve_device
+from orient_model.model.engine import TorchEngine
 from orient_model.model.evaluate import calibrate_and_test, lookings_for
 from orient_model.model.predict import Predictor, voted_logits
 from orient_model.model.registry import LoadedModel
@@ -133,7 +134,7 @@ def evaluate_voted(model, loader, device) -> EvalResult:
     model.eval()
     all_logits, all_labels = [], []
     for images, labels in loader:
-        all_logits.append(voted_logits(model, images.to(device)).cpu())
+        all_logits.append(voted_logits(TorchEngine(model, device), images).cpu())
         all_labels.append(labels)
     logits, labels = torch.cat(all_logits), torch.cat(all_labels)
     return EvalResult(
