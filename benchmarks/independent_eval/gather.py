@@ -13,7 +13,6 @@ find the demo photos, which are kept out of this set too).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -35,6 +34,7 @@ from corpus import (  # noqa: E402
     evenly,
     repo_commit,
     repo_dir,
+    review_arguments,
     seed_deduper,
     summary,
     unpacked,
@@ -136,12 +136,7 @@ def candidates() -> list[Candidate]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sheets", type=Path, help="write contact sheets of the candidates here and stop")
-    ap.add_argument(
-        "--unseen", action="store_true", help="with --sheets: only the candidates not reviewed yet"
-    )
-    args = ap.parse_args()
+    args = review_arguments(__doc__)
     dedupe = Deduper()
     seed_deduper(dedupe, demo_photo_files(), "demo")
     review = Review.load(HERE / "review.json")

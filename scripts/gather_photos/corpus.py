@@ -7,6 +7,7 @@ repositories come from the environment (see README.md).
 """
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import hashlib
 import importlib.util
@@ -267,6 +268,24 @@ def seed_deduper(dedupe: Deduper, files: list[Path], label: str) -> None:
         dedupe.add(f"{label}:{f.name}", [sha256_file(f)], im)
 
 
+def corpus_before(own_sources: set[str], dedupe: Deduper) -> list[dict]:
+    """The records of the corpus's earlier rounds (``own_sources`` are this round's, made afresh),
+    each seeded into ``dedupe`` by its saved file and by its original's sha256."""
+    earlier = [r for r in json.loads((PHOTOS / "sources.json").read_text()) if r["source"] not in own_sources]
+    seed_deduper(dedupe, [PHOTOS / r["file"] for r in earlier], "corpus")
+    for r in earlier:
+        dedupe.shas.setdefault(r["original_sha256"], "corpus:" + r["file"])
+    return earlier
+
+
+def review_arguments(doc: str) -> argparse.Namespace:
+    """The gathering scripts' command line: contact sheets to review, or nothing to gather."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--sheets", type=Path, help="write contact sheets of the candidates here and stop")
+    ap.add_argument("--unseen", action="store_true", help="with --sheets: only the candidates not reviewed yet")
+    return ap.parse_args()
+
+
 def build(cands: list[Candidate], review: Review, out_root: Path, max_side: int, dedupe: Deduper,
           sheets: Path | None = None, unseen_only: bool = False, layout=lambda c: c.source) -> tuple[list[dict], list[dict]]:
     """Read, orient, de-duplicate, review and save the candidates, in the order given.
@@ -381,11 +400,15 @@ def write_sheets(thumbs: list[Image.Image], labels: list[str], out: Path, cell: 
         sheet.save(out / f"sheet_{s // per:03d}.png")
 
 
+def kinds(records: list[dict]) -> str:
+    return "kinds: " + ", ".join(f"{k} {n}" for k, n in sorted(Counter(x for r in records for x in r["kinds"]).items()))
+
+
 def summary(records: list[dict], dropped: list[dict], key=lambda r: r["source"]) -> str:
     lines = []
     for k, n in sorted(Counter(key(r) for r in records).items()):
         lines.append(f"  {k}: {n}")
-    lines.append("kinds: " + ", ".join(f"{k} {n}" for k, n in sorted(Counter(x for r in records for x in r["kinds"]).items())))
+    lines.append(kinds(records))
     lines.append("dropped:")
     by_source: dict[str, Counter] = {}
     for d in dropped:

@@ -16,9 +16,7 @@ scikit-learn and matplotlib).
 """
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import round1_rebuild
 from corpus import (
@@ -35,6 +33,7 @@ from corpus import (
     demo_photo_files,
     repo_commit,
     repo_dir,
+    review_arguments,
     seed_deduper,
     summary,
     unpacked,
@@ -189,10 +188,7 @@ def seed_evaluation(dedupe: Deduper) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sheets", type=Path, help="write contact sheets of the candidates here and stop")
-    ap.add_argument("--unseen", action="store_true", help="with --sheets: only the candidates not reviewed yet")
-    args = ap.parse_args()
+    args = review_arguments(__doc__)
     dedupe = Deduper()
     seed_deduper(dedupe, demo_photo_files(), "demo")
     seed_evaluation(dedupe)

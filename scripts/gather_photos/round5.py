@@ -21,10 +21,8 @@ PHOTOS/dropped5.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +36,13 @@ from corpus import (
     Deduper,
     Review,
     build,
+    corpus_before,
     deb_version,
     demo_photo_files,
+    kinds,
     repo_commit,
     repo_dir,
+    review_arguments,
     seed_deduper,
     summary,
     unpacked,
@@ -152,21 +153,13 @@ def candidates() -> list[Candidate]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sheets", type=Path, help="write contact sheets of the candidates here and stop")
-    ap.add_argument(
-        "--unseen", action="store_true", help="with --sheets: only the candidates not reviewed yet"
-    )
-    args = ap.parse_args()
+    args = review_arguments(__doc__)
     ours = {source_name(s.repo) for s in SOURCES} | {source_name(ELEMENTARY), UKUI}
     recs_file = PHOTOS / "sources.json"
-    earlier = [r for r in json.loads(recs_file.read_text()) if r["source"] not in ours]
     dedupe = Deduper()
     seed_deduper(dedupe, demo_photo_files(), "demo")
     seed_evaluation(dedupe)
-    seed_deduper(dedupe, [PHOTOS / r["file"] for r in earlier], "corpus")
-    for r in earlier:
-        dedupe.shas.setdefault(r["original_sha256"], "corpus:" + r["file"])
+    earlier = corpus_before(ours, dedupe)
     review = Review.load(REVIEW)
     cands = candidates()
     records, dropped = build(
@@ -179,11 +172,7 @@ def main() -> None:
     (PHOTOS / "dropped5.json").write_text(json.dumps(dropped, indent=1))
     print(f"{len(records)} photos added; {len(earlier) + len(records)} photos in {PHOTOS} (REPOS={REPOS})")
     print(summary(records, dropped))
-    by_kind = defaultdict(int)
-    for r in earlier + records:
-        for k in r["kinds"]:
-            by_kind[k] += 1
-    print("whole corpus kinds: " + ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())))
+    print("whole corpus " + kinds(earlier + records))
 
 
 if __name__ == "__main__":
