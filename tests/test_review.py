@@ -349,6 +349,70 @@ def test_api_refuses_bad_payloads_and_changes_nothing(client):
     assert not (state / "journal.sqlite").exists() or reviews_in(state) == []
 
 
+def test_api_answers_nonfinite_numbers_with_one_line_422(client):
+    http, root, state = client
+    item = http.get("/api/state").json()["items"][0]["id"]
+    hdr = {"Content-Type": "application/json"}
+    for body in (b'{"rotation_deg": 1e400}', b'{"rotation_deg": NaN}', b'{"rotation_deg": -Infinity}'):
+        answer = http.post(f"/api/items/{item}/decision", content=body, headers=hdr)
+        assert answer.status_code == 422, body
+        detail = answer.json()["detail"]
+        assert isinstance(detail, str) and "\n" not in detail and "Traceback" not in detail
+    for body in (b'{"min_confidence": NaN}', b'{"max_confidence": 1e400}', b'{"ids": [NaN]}'):
+        answer = http.post("/api/accept", content=body, headers=hdr)
+        assert answer.status_code == 422, body
+        assert isinstance(answer.json()["detail"], str)
+    assert not (state / "journal.sqlite").exists() or reviews_in(state) == []
+
+
+def test_page_cannot_be_framed_nor_its_photos_loaded_by_other_sites(client):
+    http, root, state = client
+    page = http.get("/")
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    item = http.get("/api/state").json()["items"][0]
+    picture = f"/api/items/{item['id']}/candidate/0.jpg"
+    photo = f"/photo/{item['path']}"
+    for url in (picture, photo):
+        assert http.get(url, headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
+        assert http.get(url, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+        assert http.get(url, headers={"Sec-Fetch-Site": "same-site"}).status_code == 403
+    decision = f"/api/items/{item['id']}/decision"
+    cross = http.post(decision, json={"rotation_deg": 90}, headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403
+
+
+def test_a_huge_request_body_is_refused_unread(client):
+    http, root, state = client
+    item = http.get("/api/state").json()["items"][0]["id"]
+    body = b'{"rotation_deg": 90, "pad": "' + b"x" * (2 << 20) + b'"}'
+    answer = http.post(
+        f"/api/items/{item}/decision", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 413 and len(answer.content) < 200
+    assert not (state / "journal.sqlite").exists() or reviews_in(state) == []
+
+
+def test_the_port_of_a_page_just_closed_can_be_used_again():
+    """After Ctrl+C the port is left in TIME_WAIT for a minute; that must not block a restart."""
+    import socket
+
+    from flows.review import check_port_free
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    browser = socket.create_connection(("127.0.0.1", port))
+    served, _ = server.accept()
+    served.close()  # the server closes first, as uvicorn does on shutdown: its side waits in TIME_WAIT
+    browser.recv(1)
+    browser.close()
+    server.close()
+    check_port_free("127.0.0.1", port)
+
+
 # ------------------------------------------------------------------------------------ pictures
 
 

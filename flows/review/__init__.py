@@ -17,6 +17,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
@@ -47,6 +48,19 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PAGE, MAX_PAGE = 200, 5000  # items a listing holds: a page stays quick with any size of queue
 _NO_STORE = {"Cache-Control": "no-store"}
 _PICTURE_CACHE = {"Cache-Control": "private, max-age=300"}  # the URL names the content (see app.js)
+MAX_BODY = 1 << 20  # bytes a request body may hold: the largest real one (accept by ids) is far below
+# No other site may frame the page, and it runs only its own script and style.
+_PAGE_GUARDS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+# Photos and pictures are for this page only: a browser says where a request comes from.
+_FROM_THIS_PAGE = ("same-origin", "none")
 
 
 class Decision(BaseModel):
@@ -72,6 +86,17 @@ class Selection(BaseModel):
     min_confidence: float | None = Field(None, ge=0, le=1)
     max_confidence: float | None = Field(None, ge=0, le=1)
     ids: list[str] | None = Field(None, max_length=100_000)
+
+
+def _one_line(exc: RequestValidationError) -> str:
+    """A payload's first problem, without echoing its input (which may not even be valid JSON)."""
+    errors = exc.errors()
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid')}{more}".replace("\n", " ")
 
 
 def _status(exc: Exception) -> int:
@@ -117,14 +142,15 @@ def create_app(
         raise HTTPException(404, f"no photo with id {item_id!r} in this archive's review queue")
 
     @app.middleware("http")
-    async def same_origin_writes(request: Request, call_next):
-        if request.method not in ("GET", "HEAD"):
-            origin = request.headers.get("origin")
-            if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
-                return JSONResponse({"detail": "cross-origin requests are refused"}, status_code=403)
-            if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-                return JSONResponse({"detail": "send JSON (Content-Type: application/json)"}, status_code=415)
-        return await call_next(request)
+    async def same_origin_only(request: Request, call_next):
+        refused = _refusal(request)
+        response = refused if refused is not None else await call_next(request)
+        response.headers.update(_PAGE_GUARDS)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_payload(request: Request, exc: RequestValidationError):
+        return JSONResponse({"detail": _one_line(exc)}, status_code=422)
 
     @app.exception_handler(ReviewError)
     async def review_error(request: Request, exc: ReviewError):
@@ -241,9 +267,37 @@ def create_app(
     return app
 
 
+def _refusal(request: Request) -> JSONResponse | None:
+    """Why a request is refused before it reaches the app, or None.
+
+    Writes must be JSON from this page's origin, with a declared body of at most MAX_BODY bytes;
+    photos and pictures are refused to other sites' pages (a browser's ``Sec-Fetch-Site``), so
+    no site can show or probe this archive's photos through the operator's browser."""
+    site = request.headers.get("sec-fetch-site")
+    if request.method in ("GET", "HEAD"):
+        if site is not None and site not in _FROM_THIS_PAGE and request.url.path != "/":
+            return JSONResponse({"detail": "requests from other sites are refused"}, status_code=403)
+        return None
+    origin = request.headers.get("origin")
+    if (origin is not None and urlsplit(origin).netloc != request.headers.get("host")) or (
+        site is not None and site not in _FROM_THIS_PAGE
+    ):
+        return JSONResponse({"detail": "cross-origin requests are refused"}, status_code=403)
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return JSONResponse({"detail": "send JSON (Content-Type: application/json)"}, status_code=415)
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        return JSONResponse({"detail": "a request body needs its Content-Length"}, status_code=411)
+    if int(length) > MAX_BODY:
+        return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
+    return None
+
+
 def check_port_free(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as s:
+        # As the server itself binds: a port left in TIME_WAIT by the last run is free to use.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:
@@ -292,4 +346,8 @@ def serve(
         announce(
             f"warning: listening on {host}: anyone who can reach this machine can see the photos and decide"
         )
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
+    try:
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
+    except KeyboardInterrupt:  # Ctrl+C is how the page is closed, not a failure
+        pass
+    announce("review page stopped; every decision was saved as it was made")

@@ -233,10 +233,11 @@ function renderItem() {
         <kbd>${k + 1}</kbd><span class="label">${labelOf(item, r)}</span>
         <span class="tag"></span>
       </div>
-      <div class="prob"><div class="prob-bar" style="width:${(100 * p).toFixed(1)}%"></div>
+      <div class="prob"><div class="prob-bar"></div>
         <span class="prob-text">${pct(p)}</span></div>
       <div class="frame"><img alt="" loading="eager"></div>
       <div class="frame evidence"><img alt="" loading="eager"></div>`;
+    card.querySelector(".prob-bar").style.width = `${(100 * p).toFixed(1)}%`;  // CSSOM: the page's CSP allows no inline style
     card.querySelector(".tag").textContent =
       card.classList.contains("chosen") ? "✓ Upright" : card.classList.contains("suggested") ? "Suggested" : "";
     const [photo, evidence] = card.querySelectorAll("img");
