@@ -56,3 +56,35 @@ def test_every_engine_is_shown_the_four_turns_pytorch_would_show_it(lite0, choic
 def test_an_unknown_engine_is_a_clear_error(lite0):
     with pytest.raises(EngineError, match="unknown engine"):
         make_engine(lite0, torch.device("cpu"), "tensorrt")
+
+
+class _ShiftedByTwo(torch.nn.Module):
+    """A network whose answers are moved two classes on: 'upright' comes out as 'upside down'."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.roll(self.model(x), 2, dims=1)
+
+
+def test_an_engine_file_swapped_after_its_check_is_checked_again(lite0, tmp_path):
+    """The check that an engine gives PyTorch's answers holds for the file that was checked: a
+    model.onnx replaced in a model version later is checked again, and refused, every time."""
+    from orient_model.model.engine import export_onnx
+
+    torch.save(lite0.model.state_dict(), tmp_path / "model.pt")
+    lite0.path = tmp_path / "model.pt"
+    try:
+        export_onnx(lite0.model, lite0.input_size, tmp_path / "model.onnx")
+        assert make_engine(lite0, torch.device("cpu"), "onnxruntime").name == "onnxruntime"
+        export_onnx(_ShiftedByTwo(lite0.model).eval(), lite0.input_size, tmp_path / "model.onnx")
+        with pytest.raises(EngineError, match="differs from PyTorch"):
+            make_engine(lite0, torch.device("cpu"), "onnxruntime")
+        assert make_engine(lite0, torch.device("cpu"), "auto").name == "torch"
+        got = Predictor(lite0, device="cpu", engine="auto").probabilities(photos())
+        want = Predictor(lite0, device="cpu", engine="torch").probabilities(photos())
+        assert np.abs(got - want).max() < 1e-6
+    finally:
+        del lite0.path

@@ -273,8 +273,10 @@ def make_engine(loaded, device: torch.device, choice: str = "auto", threads: int
 
 def _float_engine(name: str, loaded, threads: int) -> CompiledEngine:
     cls = OpenVinoEngine if name == "openvino" else OnnxRuntimeEngine
-    engine = cls(onnx_for(loaded), threads)
-    diff = _verified(loaded, engine)
+    path = onnx_for(loaded)
+    file_digest = sha256_file(path)  # the file loaded now, not the one checked once
+    engine = cls(path, threads)
+    diff = _verified(loaded, engine, file_digest)
     if diff > TOLERANCE:
         raise EngineError(f"{name} differs from PyTorch by {diff:.2g} in probability")
     return engine
@@ -302,10 +304,11 @@ def _int8_engine(loaded, threads: int) -> OnnxRuntimeEngine:
     return engine
 
 
-def _verified(loaded, engine) -> float:
-    """The engine's agreement with PyTorch on the check inputs, remembered per model and engine."""
+def _verified(loaded, engine, file_digest: str) -> float:
+    """The engine's agreement with PyTorch on the check inputs, remembered per model, engine and
+    engine file (a file swapped in after its check is a new file, checked anew)."""
     record_path = _cache_dir() / "checks.json"
-    key = f"{model_digest(loaded)}:{engine.name}"
+    key = f"{model_digest(loaded)}:{engine.name}:{file_digest}"
     try:
         records = json.loads(record_path.read_text())
     except (OSError, ValueError):
