@@ -388,22 +388,44 @@ class Archive:
     def _check_undo_plan(
         self, run_id: str, changes: list[Change], report: dict[str, tuple[str | None, str | None]] | None
     ) -> None:
-        """Refuse (before writing anything) a plan that leaves its tree or contradicts the report."""
+        """Refuse (before writing anything) a plan that leaves its tree, restores anything but
+        what was there before the change, or contradicts the report."""
+        written = None
         for change in changes:
             parts_of(change.rel_path)  # raises OutsideArchive: nothing has been written yet
             if not change.in_place:
                 check_mirror_folder(self.root, Path(change.target_root), self.state_dir)
-            if report is None or change.run_id != run_id:
-                continue
-            recorded = report.get(change.rel_path)
+            recorded = report.get(change.rel_path) if report is not None else None
             expected = (change.source_sha256, change.sha256_after)
-            if recorded is None or tuple(recorded) != expected:
+            if (
+                report is not None
+                and change.run_id == run_id
+                and (recorded is None or tuple(recorded) != expected)
+            ):
                 raise JournalError(
                     f"the journal and the report disagree about {change.rel_path} (journal: "
                     f"{expected[0][:12]}->{expected[1][:12]}, report: "
                     f"{'no change' if recorded is None else '->'.join(str(h)[:12] for h in recorded)}); "
                     "nothing undone: the journal may have been tampered with"
                 )
+            if change.sha256_before is not None:
+                if written is None:  # (target, path) -> every content orient wrote there
+                    written = {}
+                    for c in self.journal.changes():
+                        written.setdefault((c.target_root, c.rel_path), set()).add(c.sha256_after)
+                # In place, what was there is the photo the turn was made from; in a mirror, a
+                # copy orient wrote there earlier. Anything else would put another photo here.
+                ok = (
+                    change.sha256_before == change.source_sha256
+                    if change.in_place
+                    else change.sha256_before in written.get((change.target_root, change.rel_path), ())
+                )
+                if not ok:
+                    raise JournalError(
+                        f"the journal would restore {change.rel_path} to {change.sha256_before[:12]}, "
+                        "which is not what was there before the change; nothing undone: the journal "
+                        "may have been tampered with"
+                    )
 
     def _undo_one(self, change: Change, dry_run: bool) -> UndoOutcome:
         name, root = change.rel_path, change.target_root

@@ -39,21 +39,44 @@ def state_lock(state_dir: str | os.PathLike[str], what: str, run_id: str) -> Ite
     except Timeout:
         raise ArchiveLocked(_locked_message(what, folder / "lock.json")) from None
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": run_id, "started": now_utc()}
+    note = folder / "lock.json"
+    written = json.dumps(holder).encode()
     try:
-        atomic_write_bytes(folder / "lock.json", json.dumps(holder).encode())
+        if note.exists() and _holder(note) is None:
+            raise ArchiveLocked(
+                f"{note} was not written by orient; {folder} is not a state folder of orient's "
+                "(move that file, or choose another state folder)"
+            )
+        atomic_write_bytes(note, written)
         yield holder
     finally:
-        (folder / "lock.json").unlink(missing_ok=True)
+        try:
+            if note.read_bytes() == written:  # only the note this run wrote, never anyone else's file
+                note.unlink()
+        except OSError:
+            pass
         lock.release()
 
 
-def _locked_message(what: str, info_path: Path) -> str:
+def _holder(note: Path) -> dict | None:
+    """The run a lock note names, or None when the file is not an orient lock note."""
     try:
-        holder = json.loads(info_path.read_text())
-        who = (
+        holder = json.loads(note.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if isinstance(holder, dict) and {"pid", "host", "run_id", "started"} <= holder.keys():
+        return holder
+    return None
+
+
+def _locked_message(what: str, info_path: Path) -> str:
+    holder = _holder(info_path)
+    who = (
+        "another run"
+        if holder is None
+        else (
             f"run {holder.get('run_id')!r} (pid {holder.get('pid')} on {holder.get('host')}, "
             f"started {holder.get('started')})"
         )
-    except (OSError, ValueError):
-        who = "another run"
+    )
     return f"archive {what} is in use by {who}; wait for it to finish or stop that process"

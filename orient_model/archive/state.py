@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orient_model.archive.journal import Journal, JournalError, Judgement, Review, Seen
-from orient_model.archive.paths import STATE_DIRNAME
+from orient_model.archive.paths import STATE_DIRNAME, relation
+from orient_model.errors import OrientError
+
+
+class StateFolderConflict(OrientError):
+    """A state folder that is, lies in or holds the archive: runs would write among the photos."""
 
 
 def archive_slug(root: str | os.PathLike[str]) -> str:
@@ -55,6 +60,13 @@ def state_folders(
 ) -> StateFolders:
     inside = Path(os.path.realpath(root)) / STATE_DIRNAME
     outside = Path(state_dir) if state_dir is not None else default_state_dir(root)
+    overlap = relation(outside, root)
+    if overlap is not None:
+        says = {"same": "is the", "inside": "is inside the", "contains": "contains the"}[overlap]
+        raise StateFolderConflict(
+            f"state folder {outside} {says} archive {root}: its reports, pictures and lock would sit "
+            "among the photos; choose a folder outside the archive"
+        )
     if applies:
         return StateFolders(inside, (outside,))
     return StateFolders(outside, (inside,))

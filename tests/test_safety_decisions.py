@@ -1,0 +1,95 @@
+"""Nothing lost, round two: the state folder, the journal's backups, the operator's decisions.
+
+Each test names the hole it closes (the reliability issue's list); the protocol runs on real
+files with the library's own run, journal and undo, as in test_safety.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_safety import _journal_sql, jpeg, run_with_decisions
+
+from orient_model.archive.audit import archive_contents
+from orient_model.archive.journal import JournalError
+from orient_model.archive.state import StateFolderConflict
+from orient_model.archive.undo import undo_run
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    root = tmp_path / "archive"
+    jpeg(root / "a.jpg", 1)
+    jpeg(root / "sub" / "b.jpg", 2)
+    return root
+
+
+# 3 ------------------------------------------------------------------ the state folder
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "around"])
+@pytest.mark.parametrize("apply", ["none", "lossless"])
+def test_3_a_state_folder_overlapping_the_archive_is_refused_before_anything(
+    archive: Path, where: str, apply: str
+) -> None:
+    (archive / "lock.json").write_text("the user's own notes\n")
+    state = {"same": archive, "inside": archive / "sub", "around": archive.parent}[where]
+    before = archive_contents(archive)
+    with pytest.raises(StateFolderConflict, match="outside the archive"):
+        run_with_decisions(archive, apply=apply, state_dir=state)
+    assert archive_contents(archive) == before
+    assert (archive / "lock.json").read_text() == "the user's own notes\n"
+
+
+def test_3_a_lock_note_orient_did_not_write_is_never_overwritten_nor_deleted(tmp_path: Path) -> None:
+    from orient_model.archive.lock import ArchiveLocked, state_lock
+
+    folder = tmp_path / "state"
+    folder.mkdir()
+    (folder / "lock.json").write_text("not orient's")
+    with pytest.raises(ArchiveLocked, match="not written by orient"):
+        with state_lock(folder, "state folder", "run-1"):
+            pass
+    assert (folder / "lock.json").read_text() == "not orient's"
+    (folder / "lock.json").unlink()
+    with state_lock(folder, "state folder", "run-2"):
+        (folder / "lock.json").write_text("replaced while the run held the lock")
+    assert (folder / "lock.json").read_text() == "replaced while the run held the lock"
+
+
+# 4 ------------------------------------------------------------------ what undo restores
+
+
+def test_4_swapped_backups_in_the_journal_cannot_put_one_photo_in_another_ones_place(archive: Path) -> None:
+    run = run_with_decisions(archive)
+    rotated = archive_contents(archive)
+    (a,), (b,) = _journal_sql(archive, "SELECT sha256_before FROM changes ORDER BY id", fetch=True)
+    _journal_sql(
+        archive, "UPDATE changes SET sha256_before = CASE sha256_before WHEN ? THEN ? ELSE ? END", (a, b, a)
+    )
+    with pytest.raises(JournalError, match="tampered"):
+        undo_run(str(run.report_path), announce=lambda line: None)
+    with pytest.raises(JournalError, match="tampered"):
+        undo_run(run.run_id, archive, announce=lambda line: None)
+    assert archive_contents(archive) == rotated
+
+
+def test_4_a_mirror_copy_is_restored_only_to_what_orient_wrote_there(archive: Path, tmp_path: Path) -> None:
+    out = tmp_path / "corrected"
+    run_with_decisions(archive, 90, out_dir=out)
+    second = run_with_decisions(archive, 180, out_dir=out)
+    mirrored = archive_contents(out)
+    (first_copy,) = _journal_sql(
+        archive,
+        "SELECT sha256_before FROM changes WHERE run_id = ? AND sha256_before IS NOT NULL LIMIT 1",
+        (second.run_id,),
+        fetch=True,
+    )
+    (other,) = _journal_sql(archive, "SELECT source_sha256 FROM changes LIMIT 1", fetch=True)
+    _journal_sql(
+        archive, "UPDATE changes SET sha256_before = ? WHERE sha256_before = ?", (other[0], first_copy[0])
+    )
+    with pytest.raises(JournalError, match="tampered"):
+        undo_run(str(second.report_path), announce=lambda line: None)
+    assert archive_contents(out) == mirrored
