@@ -126,11 +126,14 @@ class ReviewItem:
     decision_deg: int | None = None
     reviewer: str | None = None
     decided_at: str | None = None
+    # How far the file on disk is turned clockwise from the judged content: the decision once
+    # applied, or back by the run's own turn when that turn was put back and the decision is pending.
+    on_disk_deg: int = 0
 
     @property
     def shown_offset(self) -> int:
-        """How far the file on disk is turned from the judged content (a decision applied)."""
-        return self.decision_deg if self.state == "applied" and self.decision_deg else 0
+        """How far the file on disk is turned from the judged content."""
+        return self.on_disk_deg
 
     def as_json(self) -> dict:
         out = asdict(self)
@@ -415,14 +418,15 @@ def _check_reviewer(reviewer: str) -> str:
 
 
 class _Origins:
-    """Which content an in-place change turned into which, from the journals (for knowing that a
-    file now holds a decision's result)."""
+    """Which content an in-place change turned into which, and by how much, from the journals
+    (for knowing that a file now holds a decision's result, or the original of a turn that was
+    put back)."""
 
     def __init__(self, journals: list[Journal]) -> None:
         self.journals = journals
-        self._map: dict[tuple[str, str], set[str]] | None = None
+        self._map: dict[tuple[str, str], dict[str, int]] | None = None
 
-    def of(self, rel_path: str, sha256: str) -> set[str]:
+    def _turns(self) -> dict[tuple[str, str], dict[str, int]]:
         if self._map is None:
             self._map = {}
             for journal in self.journals:
@@ -430,23 +434,50 @@ class _Origins:
                     changes = journal.changes()
                 except JournalError:
                     continue
-                for c in changes:
-                    if c.in_place and c.state in ("done", "undone"):
-                        self._map.setdefault((c.rel_path, c.sha256_after), set()).add(c.source_sha256)
-        return self._map.get((rel_path, sha256), set())
+                for c in changes:  # 'planned': written or not; looked up by what a file holds now
+                    if c.in_place and c.state in ("planned", "done", "undone"):
+                        turns = self._map.setdefault((c.rel_path, c.sha256_after), {})
+                        turns[c.source_sha256] = c.rotation_deg
+        return self._map
+
+    def of(self, rel_path: str, sha256: str) -> set[str]:
+        """The contents a change at ``rel_path`` turned into ``sha256``."""
+        return set(self._turns().get((rel_path, sha256), {}))
+
+    def turn(self, rel_path: str, source: str, result: str) -> int | None:
+        """The clockwise turn a change at ``rel_path`` made of ``source`` to give ``result``."""
+        return self._turns().get((rel_path, result), {}).get(source)
+
+    def carried_out(self, rel_path: str, judged: str, decided_deg: int, current: str) -> bool:
+        """Whether a journaled turn made ``current`` the judged content turned as decided: from
+        the judged content itself, or from the original of a run's turn that was put back (the
+        proof when the apply-review that did it was stopped before writing its report)."""
+        if self.turn(rel_path, judged, current) == decided_deg:
+            return True
+        return any(
+            self.turn(rel_path, original, current)
+            == (decided_deg + self.turn(rel_path, original, judged)) % 360
+            for original in self.of(rel_path, judged)
+        )
 
 
 def _item(
     row: _Row, current: str, review: Review | None, applied: dict, origins: _Origins
 ) -> ReviewItem | None:
-    state = "unreviewed"
+    state, on_disk = "unreviewed", 0
     if current == row.content:
         state = "decided" if review is not None else "unreviewed"
     elif review is not None and review.rotation_deg != 0:
         befores = applied.get((row.rel_path, current), set())
-        if not befores & ({row.content} | origins.of(row.rel_path, row.content)):
+        put_back = origins.turn(row.rel_path, current, row.content)
+        if befores & ({row.content} | origins.of(row.rel_path, row.content)) or origins.carried_out(
+            row.rel_path, row.content, review.rotation_deg, current
+        ):
+            state, on_disk = "applied", review.rotation_deg
+        elif put_back is not None:  # the run's turn was put back; the decision is not carried out yet
+            state, on_disk = "decided", -put_back % 360
+        else:
             return None  # changed by something else: stale until the next run
-        state = "applied"
     else:
         return None
     probs = turned_probs(row.probs, row.rotation_deg) if row.applied_by_run else row.probs
@@ -469,6 +500,7 @@ def _item(
         decision_deg=None if review is None else review.rotation_deg,
         reviewer=None if review is None else review.reviewer,
         decided_at=None if review is None else review.decided_at,
+        on_disk_deg=on_disk,
     )
 
 
@@ -679,6 +711,7 @@ def review_rows(run, log: Callable[[str], None] = print) -> Predicted:
     journals = [run.journal, *run.others]
     reviews = latest_reviews(journals)
     undone_after = _turns_undone(journals)
+    origins = _Origins(journals)
     queue = ReviewQueue(run.root, run.folders.others[0] if run.folders.others else None)
     # Only files that hold a decided turn now: applied decisions are not read again.
     wanted = {i.rel_path for i in queue.items() if i.state == "decided" and i.decision_deg}
@@ -702,7 +735,17 @@ def review_rows(run, log: Callable[[str], None] = print) -> Predicted:
             if row.error or row.sha256_before is None:  # unreadable, or not a plain file inside
                 continue
             row.action, row.confidence = "skip", None
-            review = reviews.get(row.sha256_before)
+            review, rotation, notes = reviews.get(row.sha256_before), 0, []
+            if review is not None:
+                rotation = review.rotation_deg
+            elif (
+                pending := _decision_put_back(origins, reviews, entry.rel_path, row.sha256_before)
+            ) is not None:
+                # A run's turn was put back for this decision (by an apply-review that stopped
+                # before it turned the photo as decided): the decision holds for the original.
+                review, turn = pending
+                rotation = (review.rotation_deg + turn) % 360
+                notes.append("the automatic turn was put back by an earlier apply-review")
             if review is None:
                 previous = run.archive.rotated_by(row.sha256_before)
                 row.note = (
@@ -715,14 +758,13 @@ def review_rows(run, log: Callable[[str], None] = print) -> Predicted:
             if review.rotation_deg == 0:
                 row.note = f"confirmed upright by {who}; nothing to do"
                 continue
-            undone = undone_after.get((entry.rel_path, row.sha256_before))
+            undone = undone_after.get((entry.rel_path, row.sha256_before, rotation))
             if undone is not None and undone > review.decided_at:
                 row.note = (
                     f"the turn decided by {who} was applied and undone since; decide again on the "
                     "review page to turn it"
                 )
                 continue
-            rotation, notes = review.rotation_deg, []
             while (
                 len(notes) < 8
                 and (change := run.archive.rotated_by(row.sha256_before)) is not None
@@ -762,9 +804,12 @@ def review_rows(run, log: Callable[[str], None] = print) -> Predicted:
     return out
 
 
-def _turns_undone(journals: list[Journal]) -> dict[tuple[str, str], str]:
-    """(path, content) -> when a turn of that content at that path was last undone."""
-    out: dict[tuple[str, str], str] = {}
+def _turns_undone(journals: list[Journal]) -> dict[tuple[str, str, int], str]:
+    """(path, content, turn) -> when that turn of that content at that path was last undone.
+
+    Keyed by the turn too: putting back a run's own turn (rotation r) to carry out a decision
+    (turning the original by d + r, d != 0) must not read as the decided turn being undone."""
+    out: dict[tuple[str, str, int], str] = {}
     for journal in journals:
         try:
             changes = journal.changes()
@@ -772,9 +817,26 @@ def _turns_undone(journals: list[Journal]) -> dict[tuple[str, str], str]:
             continue
         for c in changes:
             if c.in_place and c.state == "undone":
-                key = (c.rel_path, c.source_sha256)
+                key = (c.rel_path, c.source_sha256, c.rotation_deg % 360)
                 out[key] = max(out.get(key, ""), c.updated_at)
     return out
+
+
+def _decision_put_back(
+    origins: _Origins, reviews: dict[str, Review], rel_path: str, original: str
+) -> tuple[Review, int] | None:
+    """The newest decision to turn a content that a run's turn made of ``original`` at this
+    path, with that turn; None when no such decision exists."""
+    found = []
+    for (path, result), sources in origins._turns().items():
+        if path == rel_path and original in sources:
+            review = reviews.get(result)
+            if review is not None and review.rotation_deg != 0:
+                found.append((review.decided_at, review.id, review, sources[original]))
+    if not found:
+        return None
+    *_, review, turn = max(found, key=lambda f: (f[0], f[1]))
+    return review, turn
 
 
 # ----------------------------------------------------------------------------------- pictures

@@ -45,7 +45,8 @@ from orient_model.errors import OrientError
 from orient_model.rotate import Method, rotate_bytes
 
 # Called with (stage, relative path) as a change goes through its protocol; crash drills and
-# race tests use it to act at an exact point ("verified", "backed-up", "planned", "replaced").
+# race tests use it to act at an exact point ("verified", "backed-up", "planned", "replaced", and
+# "restored" when undo has put an original back but not yet journaled it).
 StageHook = Callable[[str, str], None]
 
 
@@ -477,6 +478,7 @@ class Archive:
                         root,
                     )
                 place.replace(original, state, current)
+                self.on_stage("restored", name)
                 self.journal.set_state(change.id, "undone")
                 return UndoOutcome(
                     name, "restored", f"restored the original from before run {change.run_id!r}", root
