@@ -29,6 +29,9 @@ PHOTOS = Path(os.environ.get("PHOTOS", "/work/photos"))
 EVALPHOTOS = Path(os.environ.get("EVALPHOTOS", "/work/evalphotos"))
 DEBS = Path(os.environ.get("DEBS", "/tmp/pt/debs"))     # <pkg>_<ver>_<arch>.deb, unpacked under DEBS/x/<pkg>
 REPOS = Path(os.environ.get("REPOS", "/tmp/gh"))         # git clones as REPOS/<owner>+<name>
+# 64-bit dHashes of photos held out for evaluation (one hex hash a line, see its header)
+HOLDOUT_DHASH = Path(os.environ.get("HOLDOUT_DHASH", HERE.parents[1].parent / "shared" / "holdout-dhash.txt"))
+HOLDOUT_MAX_DISTANCE = 6
 MAX_SIDE = 768
 QUALITY = 92
 KINDS = ("people", "scene", "indoor", "animal", "object", "greyscale", "old-print")
@@ -123,6 +126,34 @@ def dhash(im: Image.Image) -> np.ndarray:
     """8x8 difference hash (64 booleans)."""
     g = np.asarray(im.convert("L").resize((9, 8), Image.LANCZOS), dtype=np.int16)
     return (g[:, 1:] > g[:, :-1]).flatten()
+
+
+def dhash64(im: Image.Image) -> int:
+    """The holdout list's 64-bit dHash: greyscale, 9x8 with LANCZOS, bit = (pixel < its right
+    neighbour), row by row, most significant bit first."""
+    g = np.asarray(im.convert("L").resize((9, 8), Image.LANCZOS), dtype=np.int16)
+    return int.from_bytes(np.packbits(g[:, :-1] < g[:, 1:]).tobytes(), "big")
+
+
+class Holdout:
+    """Photos held out for evaluation, by 64-bit dHash: a training candidate within Hamming distance
+    HOLDOUT_MAX_DISTANCE of any of them, in any of its four turns, is dropped."""
+
+    def __init__(self, path: Path = HOLDOUT_DHASH, max_distance: int = HOLDOUT_MAX_DISTANCE):
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: the holdout's dHash list (set HOLDOUT_DHASH to its path)")
+        lines = [x.split("#")[0].strip() for x in path.read_text().splitlines()]
+        self.hashes = np.array([int(x, 16) for x in lines if x], dtype=np.uint64)
+        self.max_distance = max_distance
+        self.path = path
+
+    def matches(self, im: Image.Image) -> bool:
+        """`im`: the candidate upright as stored (EXIF orientation applied), before any other change."""
+        for turn in (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270):
+            h = np.uint64(dhash64(im if turn is None else im.transpose(turn)))
+            if len(self.hashes) and int(np.bitwise_count(self.hashes ^ h).min()) <= self.max_distance:
+                return True
+        return False
 
 
 def greyscale(im: Image.Image) -> bool:
@@ -287,8 +318,12 @@ def review_arguments(doc: str) -> argparse.Namespace:
 
 
 def build(cands: list[Candidate], review: Review, out_root: Path, max_side: int, dedupe: Deduper,
-          sheets: Path | None = None, unseen_only: bool = False, layout=lambda c: c.source) -> tuple[list[dict], list[dict]]:
+          sheets: Path | None = None, unseen_only: bool = False, layout=lambda c: c.source,
+          holdout: Holdout | None = None) -> tuple[list[dict], list[dict]]:
     """Read, orient, de-duplicate, review and save the candidates, in the order given.
+
+    With `holdout` (training corpora, never the evaluation set), a candidate that is a near
+    duplicate of a held-out photo is dropped first, as "holdout near-duplicate".
 
     Returns the records of the kept photos and one {id, reason[, duplicate_of]} per dropped one.
     Candidates nobody has looked at yet (not in the review's `seen`) are not saved. With `sheets`,
@@ -314,9 +349,13 @@ def build(cands: list[Candidate], review: Review, out_root: Path, max_side: int,
     for c in cands:
         try:
             raw = c.path.read_bytes()
-            im = to_rgb(open_upright(raw))
+            stored = open_upright(raw)
+            im = to_rgb(stored)
         except Exception as e:  # noqa: BLE001 - any undecodable file is simply not a candidate
             drop(c, f"unreadable ({type(e).__name__})")
+            continue
+        if holdout is not None and holdout.matches(stored):
+            drop(c, "holdout near-duplicate")
             continue
         if min(im.size) < c.min_side:
             drop(c, f"smaller than {c.min_side} px")

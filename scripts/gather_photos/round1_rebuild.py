@@ -1,11 +1,12 @@
 """Round 1 rebuilt: the default model's 529 training photos, from the same Debian packages, at 768 px.
 
-The list comes from the model card (orient_model/default_model/card.json, `training_sources`): each
-record names the package and version, the original path and the sha256 of the 512-px JPEG the model
-was trained on. Each photo is rebuilt with the transform the first two rounds used (do_tux.py,
-do_stel.py, do_gc.py, do_misc.py, do_more.py), encoded at 512 px to check it against the card, and
-saved at 768 px under PHOTOS/<source>/. round3.py calls rebuild() and writes sources.json after the
-review; run on its own, this script only rebuilds the photos and checks them against the card.
+The list comes from the first default model's card (`training_sources`, kept verbatim in
+round1_card.json: the shipped card.json now lists the retrained model's photos): each record names
+the package and version, the original path and the sha256 of the 512-px JPEG the model was trained
+on. Each photo is rebuilt with the transform the first two rounds used (do_tux.py, do_stel.py,
+do_gc.py, do_misc.py, do_more.py), encoded at 512 px to check it against the card, and saved at
+768 px under PHOTOS/<source>/. round3.py calls rebuild() and writes sources.json after the review;
+run on its own, this script only rebuilds the photos and checks them against the card.
 
     python round1_rebuild.py        # needs the packages unpacked by fetch_sources.sh
 """
@@ -28,7 +29,9 @@ from eet import get, read_eet
 from PIL import Image, ImageFilter, ImageOps
 from rcc import read_rcc
 
-CARD = Path(__file__).resolve().parents[2] / "orient_model/default_model/card.json"
+# training_sources of orient_model/default_model/card.json as shipped with the first default model
+# (529 photos at 512 px, commit 7a4343d); the card has listed the retrained model's 3,073 since
+CARD = Path(__file__).resolve().parent / "round1_card.json"
 OLD_MAX_SIDE = 512
 
 
@@ -185,7 +188,7 @@ def original_sha(rec: dict) -> str:
 def rebuild() -> list[dict]:
     """Rebuild round 1's photos; one record per photo (as in sources.json, plus card_sha256_512 and
     card_match: whether the 512-px JPEG is byte-identical to the one the default model was trained on)."""
-    card = json.loads(CARD.read_text())["training_sources"]
+    card = json.loads(CARD.read_text())
     load = Loader()
     versions = {}
     recs, matched, mismatched = [], 0, []

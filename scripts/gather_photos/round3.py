@@ -27,6 +27,7 @@ from corpus import (
     PHOTOS,
     Candidate,
     Deduper,
+    Holdout,
     Review,
     build,
     deb_version,
@@ -194,7 +195,8 @@ def main() -> None:
     seed_evaluation(dedupe)
     review = Review.load(HERE / "review3.json")
     cands = round1_candidates() + scratch_candidates() + repo_candidates()
-    records, dropped = build(cands, review, PHOTOS, MAX_SIDE, dedupe, sheets=args.sheets, unseen_only=args.unseen)
+    records, dropped = build(cands, review, PHOTOS, MAX_SIDE, dedupe, sheets=args.sheets, unseen_only=args.unseen,
+                             holdout=Holdout())
     if args.sheets:
         print("sheets in", args.sheets)
         return

@@ -33,6 +33,7 @@ from corpus import (
     PHOTOS,
     Candidate,
     Deduper,
+    Holdout,
     Review,
     build,
     corpus_before,
@@ -169,7 +170,7 @@ def main() -> None:
     review = Review.load(REVIEW)
     cands, dropped = candidates()
     records, dropped_now = build(cands, review, PHOTOS, MAX_SIDE, dedupe, sheets=args.sheets,
-                                 unseen_only=args.unseen)
+                                 unseen_only=args.unseen, holdout=Holdout())
     if args.sheets:
         print(f"{len(cands)} candidates; sheets in {args.sheets}")
         return

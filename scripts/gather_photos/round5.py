@@ -34,6 +34,7 @@ from corpus import (
     REPOS,
     Candidate,
     Deduper,
+    Holdout,
     Review,
     build,
     corpus_before,
@@ -163,7 +164,8 @@ def main() -> None:
     review = Review.load(REVIEW)
     cands = candidates()
     records, dropped = build(
-        cands, review, PHOTOS, MAX_SIDE, dedupe, sheets=args.sheets, unseen_only=args.unseen
+        cands, review, PHOTOS, MAX_SIDE, dedupe, sheets=args.sheets, unseen_only=args.unseen,
+        holdout=Holdout(),
     )
     if args.sheets:
         print(f"{len(cands)} candidates; sheets in {args.sheets}")
