@@ -141,12 +141,12 @@ def predict_entries(
     with Tree(root) as tree, ThreadPoolExecutor(workers) as pool:
 
         def submit(batch):
-            return [pool.submit(read_entry, tree, e, size, cfg, memory, rejudge) for e in batch]
+            return [(e, pool.submit(read_entry, tree, e, size, cfg, memory, rejudge)) for e in batch]
 
         batches = batched(entries, cfg.batch_size)
         pending = submit(next(batches, []))
         while pending:
-            reads = [f.result() for f in pending]
+            reads = [_looked_at(tree, e, f.result(), size, cfg, memory, threshold) for e, f in pending]
             pending = submit(next(batches, []))  # decode the next batch while the model runs
             usable = [r for r in reads if r.upright is not None]
             start = time.perf_counter()
@@ -179,6 +179,26 @@ def predict_entries(
             if progress:
                 progress(len(reads))
     return out
+
+
+def _looked_at(
+    tree: Tree,
+    entry: ArchiveEntry,
+    read: ReadResult,
+    size: int,
+    cfg: AutorotateConfig,
+    memory: Memory | None,
+    threshold: float,
+) -> ReadResult:
+    """The read itself, or, for a photo a run that changes files would turn on a judgement carried
+    over from a journal, a fresh read for the model to look at: a journal is a file anyone can
+    edit, so no photo is turned on its word alone."""
+    judged = read.judged
+    if cfg.apply == "none" or not read.row.carried or judged is None or judged.probs is None:
+        return read
+    if read.row.action == "skip" or Decision.of(judged.probs, threshold).action != "rotate":
+        return read
+    return read_entry(tree, entry, size, cfg, memory, rejudge=True)
 
 
 def _decide(row: ReportRow, decision: Decision) -> None:

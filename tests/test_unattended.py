@@ -221,3 +221,31 @@ def test_every_user_error_is_one_line(tmp_path, cli_env):
         assert "Traceback" not in result.stderr
     version = orient(["--version"], env)
     assert version.returncode == 0 and version.stdout.startswith("orient, version")
+
+
+def test_a_judgement_edited_in_a_state_journal_turns_nothing_without_the_model_looking(
+    prefect_server, tiny_model, tmp_path
+):
+    """A report-only run's journal lies outside the archive, where anyone can edit it: a run that
+    turns photos looks again at each one a carried judgement would turn."""
+    import sqlite3
+
+    from flows.autorotate import autorotate
+    from orient_model.report import read_report
+
+    root, state = tmp_path / "archive", tmp_path / "state"
+    make_archive(root, 4)
+    upright_before = (root / "s0.jpg").read_bytes()
+    autorotate(str(root), cfg(tiny_model), state_dir=str(state))
+    conn = sqlite3.connect(state / "journal.sqlite")
+    with conn:  # every photo "certainly upside down"
+        conn.execute("UPDATE judgements SET prob_0 = 0, prob_90 = 0, prob_180 = 1, prob_270 = 0")
+    conn.close()
+    applied = autorotate(str(root), cfg(tiny_model, apply="lossless"), state_dir=str(state))
+    rows = read_report(Path(applied["report"])).to_pylist()
+    turned = [r for r in rows if r["action"] == "rotate"]
+    assert turned and all(not r["carried"] for r in turned)  # judged afresh by the model
+    for r in turned:  # and turned as the photo needs, not as the journal said
+        assert r["rotation_deg"] == orientation.ROTATIONS[int(r["path"][1]) % 4], r["path"]
+    assert (root / "s0.jpg").read_bytes() == upright_before
+    assert not any(r["applied"] for r in rows if r["action"] != "rotate")
