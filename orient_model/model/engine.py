@@ -260,43 +260,56 @@ def onnx_for(loaded) -> Path:
     return cached
 
 
-def make_engine(loaded, device: torch.device, choice: str = "auto", threads: int | None = None):
-    """The fastest verified engine for this model and device (see the module doc)."""
+def candidates(loaded, device: torch.device, choice: str = "auto") -> list[str]:
+    """The engines ``choice`` allows for this model and device, fastest first."""
     if choice not in ENGINES:
         raise EngineError(f"unknown engine {choice!r}; choose one of {', '.join(ENGINES)}")
     if device.type != "cpu" or choice == "torch":
-        return TorchEngine(loaded.model, device)
+        return ["torch"]
+    if choice != "auto":
+        return [choice]
+    calibrated_int8 = (loaded.card.get("int8") or {}).get("calibration")
+    return ([INT8] if calibrated_int8 else []) + ["onnxruntime", "openvino"]
+
+
+def first_certified(loaded, device: torch.device, names: list[str], threads: int | None = None):
+    """The first of ``names`` this machine runs as the model was certified (PyTorch always), as
+    ``(engine or None, why each one before it was skipped)``."""
     threads = threads or torch.get_num_threads()
-    if choice == "auto":
-        calibrated_int8 = (loaded.card.get("int8") or {}).get("calibration")
-        order = ([INT8] if calibrated_int8 else []) + ["onnxruntime", "openvino"]
-    else:
-        order = [choice]
     problems = []
-    for name in order:
+    for name in names:
         try:
-            engine = _int8_engine(loaded, threads) if name == INT8 else _float_engine(name, loaded, threads)
+            if name == "torch":
+                return TorchEngine(loaded.model, device), problems
+            if name == INT8:
+                return _int8_engine(loaded, threads), problems
+            return _float_engine(name, loaded, threads), problems
         except ImportError:
             problems.append(f"{name} is not installed")
-            continue
         except EngineError as exc:
             problems.append(str(exc))
-            continue
         except Exception as exc:  # noqa: BLE001 - an engine that fails to load is skipped, with the reason
             problems.append(f"{name} failed: {type(exc).__name__}: {exc}")
-            continue
-        if problems:
-            log.warning(f"predicting with {name}: " + "; ".join(problems))
-        return engine
-    if choice != "auto":
+    return None, problems
+
+
+def make_engine(loaded, device: torch.device, choice: str = "auto", threads: int | None = None):
+    """The fastest verified engine for this model and device (see the module doc)."""
+    names = candidates(loaded, device, choice)
+    engine, problems = first_certified(loaded, device, names, threads)
+    if engine is None and choice != "auto":
         hint = (
             " (--engine onnxruntime runs the float network, which every machine computes alike)"
             if choice == INT8
             else ""
         )
         raise EngineError(f"the {choice} engine cannot run this model here: {'; '.join(problems)}{hint}")
-    log.warning("predicting with PyTorch (slower on a CPU): " + "; ".join(problems))
-    return TorchEngine(loaded.model, device)
+    if engine is None:
+        log.warning("predicting with PyTorch (slower on a CPU): " + "; ".join(problems))
+        return TorchEngine(loaded.model, device)
+    if problems:
+        log.warning(f"predicting with {engine.name}: " + "; ".join(problems))
+    return engine
 
 
 def _float_engine(name: str, loaded, threads: int) -> CompiledEngine:
