@@ -94,14 +94,15 @@ def autorotate(
     cfg = config or AutorotateConfig()
     logger = get_run_logger()
     model_path = str(resolve_model_path(cfg.model, cfg.models_dir and Path(cfg.models_dir)))
+    engine_note = ""
     if cfg.dask_address:
         # The threshold holds for the engine it was certified with: one engine that every worker
         # (and this machine) runs certified, chosen before the first chunk, never mixing calibrations.
-        engine, why = engine_for_cluster(cfg, model_path)
-        logger.info(why)
+        engine, engine_note = engine_for_cluster(cfg, model_path)
         cfg = cfg.model_copy(update={"engine": engine})
     predictor, _ = model_for(cfg, model_path)
     threshold, how = decision_threshold(predictor, cfg.threshold, cfg.max_error)
+    how += f"; {engine_note}" if engine_note else ""  # in the log once, the report and the summary
     logger.info(f"deciding alone above confidence {threshold:.4f}: {how}")
     with AutorotateRun(
         archive_dir,

@@ -14,8 +14,6 @@ from orient_model.model.engine import INT8
 from orient_model.report import read_report, run_config_of
 from orient_model.synthetic import write_scenes
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
-
 
 class OtherEightBitKernels(WorkerPlugin):
     """A Dask worker plugin: on one worker, ONNX Runtime computes 8-bit networks with its
@@ -67,19 +65,20 @@ def archive(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """Worker processes as the README starts them: one thread each, Dask's environment."""
+def dask_cluster():
+    """Worker processes as the README starts them: one thread each, Dask's environment. Yields
+    the scheduler's address and a client."""
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with Client(cluster, set_as_default=False) as client:
             assert set(client.run(lambda: __import__("os").environ.get("OMP_NUM_THREADS")).values()) == {"1"}
-            yield cluster, client
+            yield cluster.scheduler_address, client
 
 
 @pytest.fixture
 def two_chunks(monkeypatch):
-    """Chunks of 4 photos: both workers get some of the 8."""
+    """Chunks of 4 photos: the 8 make two tasks, one for each worker to take."""
     import flows.autorotate
 
     monkeypatch.setattr(flows.autorotate, "CHUNK", 4)
@@ -114,27 +113,31 @@ def flow_log():
     return records, handler
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(400)
 def test_the_readme_cluster_runs_the_default_settings_like_a_local_run(
-    prefect_server, archive, cluster, two_chunks, tmp_path
+    prefect_server, archive, dask_cluster, two_chunks, tmp_path
 ):
     """One-thread workers run the 8-bit network as certified, as this machine does: the same
     actions and confidences as a local run."""
     here, here_cfg = run(SHIPPED, archive, tmp_path / "here")
-    address = cluster[0].scheduler_address
+    address, _ = dask_cluster
     there, there_cfg = run(SHIPPED.model_copy(update={"dask_address": address}), archive, tmp_path / "there")
     assert here_cfg["engine"] == "auto" and there_cfg["engine"] == INT8
     assert there_cfg["threshold"] == here_cfg["threshold"]
     assert_same(there, here)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(400)
 def test_a_worker_with_other_8bit_arithmetic_makes_the_whole_run_float(
-    prefect_server, archive, cluster, two_chunks, tmp_path
+    prefect_server, archive, dask_cluster, two_chunks, tmp_path
 ):
     """One worker fails the 8-bit check: every chunk runs the float network with its own
     calibration, and the flow says so once, naming the worker."""
     import cloudpickle
 
-    cluster, client = cluster
+    address, client = dask_cluster
     odd = sorted(client.scheduler_info()["workers"])[0]
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     client.register_plugin(OtherEightBitKernels(odd))
@@ -145,9 +148,7 @@ def test_a_worker_with_other_8bit_arithmetic_makes_the_whole_run_float(
         )
         records.clear()
         there, there_cfg = run(
-            SHIPPED.model_copy(update={"dask_address": cluster.scheduler_address}),
-            archive,
-            tmp_path / "there",
+            SHIPPED.model_copy(update={"dask_address": address}), archive, tmp_path / "there"
         )
     finally:
         logging.getLogger("prefect.flow_runs").removeHandler(handler)
@@ -158,3 +159,28 @@ def test_a_worker_with_other_8bit_arithmetic_makes_the_whole_run_float(
     assert_same(there, floats)
     said = [r for r in records if "8-bit arithmetic differs" in r]
     assert len(said) == 1 and odd in said[0] and "the float network" in said[0], records
+    assert odd in there_cfg["decisions"] and "the float network" in there_cfg["decisions"]
+
+
+def test_the_run_takes_the_fastest_engine_every_worker_runs_or_says_who_cannot():
+    """Workers answer as they would: the first engine they run certified from those asked, and
+    why not the ones before it."""
+    from flows.cluster import agree
+    from orient_model.model.engine import EngineError
+
+    runs = {"a": [INT8, "onnxruntime", "torch"], "b": ["onnxruntime", "torch"], "c": [INT8, "torch"]}
+
+    def ask(who, names):
+        answers = {}
+        for w in who:
+            ok = [n for n in names if n in runs[w]]
+            first = ok[0] if ok else None
+            answers[w] = first, [f"{n} fails on {w}" for n in names[: names.index(first) if ok else None]]
+        return answers
+
+    engine, why = agree(ask, ["a", "b", "c"], [INT8, "onnxruntime", "openvino", "torch"])
+    assert engine == "torch"
+    assert "onnxruntime-int8 fails on b" in why and "onnxruntime fails on c" in why
+    assert agree(ask, ["a", "c"], [INT8, "onnxruntime", "torch"])[0] == INT8
+    with pytest.raises(EngineError, match="on b: .*onnxruntime-int8 fails on b"):
+        agree(ask, ["a", "b"], [INT8])
