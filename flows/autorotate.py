@@ -14,6 +14,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
+from flows.cluster import engine_for_cluster
 from flows.errors import fail_cleanly, finished, retry_transient
 from flows.progress import RunProgress
 from orient_model.archive.state import Memory, archive_slug
@@ -93,13 +94,16 @@ def autorotate(
     cfg = config or AutorotateConfig()
     logger = get_run_logger()
     model_path = str(resolve_model_path(cfg.model, cfg.models_dir and Path(cfg.models_dir)))
+    engine_note = ""
+    if cfg.dask_address:
+        # The threshold holds for the engine it was certified with: one engine that every worker
+        # (and this machine) runs certified, chosen before the first chunk, never mixing calibrations.
+        engine, engine_note = engine_for_cluster(cfg, model_path)
+        cfg = cfg.model_copy(update={"engine": engine})
     predictor, _ = model_for(cfg, model_path)
     threshold, how = decision_threshold(predictor, cfg.threshold, cfg.max_error)
+    how += f"; {engine_note}" if engine_note else ""  # in the log once, the report and the summary
     logger.info(f"deciding alone above confidence {threshold:.4f}: {how}")
-    # The threshold holds for the engine it was certified with: workers on other machines run that
-    # one, and one whose CPU cannot (other 8-bit arithmetic) fails with the reason, never mixing
-    # calibrations. (Threads here share this process's predictor.)
-    task_cfg = cfg.model_copy(update={"engine": predictor.engine.name}) if cfg.dask_address else cfg
     with AutorotateRun(
         archive_dir,
         cfg,
@@ -123,7 +127,7 @@ def autorotate(
         for chunk in run.chunks(CHUNK):
             pending.append(
                 predict_chunk.submit(
-                    str(run.root), chunk, model_path, task_cfg, run.threshold, run.memory_for(chunk), rejudge
+                    str(run.root), chunk, model_path, cfg, run.threshold, run.memory_for(chunk), rejudge
                 )
             )
             if len(pending) > max(1, cfg.chunks_ahead):

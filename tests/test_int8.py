@@ -10,7 +10,7 @@ import torch
 
 from orient_model.model.architectures import build_model
 from orient_model.model.calibration import certified_threshold
-from orient_model.model.engine import INT8, EngineError, make_engine
+from orient_model.model.engine import INT8, EngineError, check_inputs, make_engine
 from orient_model.model.int8 import add_int8
 from orient_model.model.predict import Predictor, decision_threshold
 from orient_model.model.registry import LoadedModel
@@ -117,6 +117,21 @@ def test_other_8bit_arithmetic_is_not_trusted_with_the_calibration(with_int8, ca
             make_engine(loaded, torch.device("cpu"), INT8)
     finally:
         entry["check_probabilities"] = recorded
+
+
+def test_the_8bit_check_does_not_depend_on_the_thread_count(with_int8):
+    """A Dask worker runs torch and ONNX Runtime on one thread: its check inputs are the same as
+    with two, and its 8-bit network passes the check recorded at this process's thread count."""
+    loaded, _ = with_int8
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = check_inputs(loaded.input_size)
+        assert make_engine(loaded, torch.device("cpu"), INT8, threads=1).name == INT8
+        torch.set_num_threads(2)
+        assert torch.equal(one, check_inputs(loaded.input_size))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_asking_for_8bit_without_one_is_a_clear_error(tmp_path):

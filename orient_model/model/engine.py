@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from orient_model.errors import OrientError
 TOLERANCE = 1e-3  # largest difference in any class probability on the check inputs
 INT8 = "onnxruntime-int8"
 ENGINES = ("auto", INT8, "openvino", "onnxruntime", "torch")
+CHECK_INPUTS = "8-bit images"  # which check inputs an 8-bit network's card recorded (see check_inputs)
 log = logging.getLogger("orient.engine")
 
 
@@ -180,14 +182,40 @@ def quantize_int8(onnx_path: Path, batches: list[np.ndarray], out: Path) -> Path
     return out
 
 
-def check_probabilities(engine, input_size: int) -> torch.Tensor:
+def check_probabilities(
+    engine, input_size: int, inputs: Callable[[int], torch.Tensor] | None = None
+) -> torch.Tensor:
     """What an engine says on the check inputs (recorded with an 8-bit network's calibration)."""
     with torch.no_grad():
-        return engine(check_inputs(input_size)).float().softmax(1)
+        return engine((inputs or check_inputs)(input_size)).float().softmax(1)
 
 
 def check_inputs(input_size: int, n: int = 8) -> torch.Tensor:
-    """Fixed inputs for the agreement check: smooth random images, normalised-looking."""
+    """Fixed inputs for the agreement checks: smooth 8-bit images, as photos are, normalised.
+
+    Made in integers, then one float32 step at a time, so every machine and thread count makes
+    the same numbers. It matters: inputs 7e-7 apart move the 8-bit network's probabilities by
+    0.019, and the interpolated inputs used before (:func:`interpolated_check_inputs`) were that
+    far apart with one thread and with several."""
+    size, cells = input_size, 8
+    noise = hashlib.shake_256(b"orient check inputs").digest(n * 3 * (cells + 1) ** 2)
+    coarse = np.frombuffer(noise, dtype=np.uint8).reshape(n, 3, cells + 1, cells + 1).astype(np.int64)
+    # Bilinear in integers: position y * cells / (size - 1) on the coarse grid, as a whole part
+    # and a remainder over size - 1.
+    at = np.arange(size) * cells
+    lo, rest = at // (size - 1), at % (size - 1)
+    hi = np.minimum(lo + 1, cells)
+    den = size - 1
+    rows = coarse[:, :, lo] * (den - rest)[:, None] + coarse[:, :, hi] * rest[:, None]
+    both = rows[..., lo] * (den - rest) + rows[..., hi] * rest
+    pixels = ((2 * both + den * den) // (2 * den * den)).astype(np.float32)
+    return torch.from_numpy((pixels / np.float32(255) - np.float32(0.45)) / np.float32(0.25))
+
+
+def interpolated_check_inputs(input_size: int, n: int = 8) -> torch.Tensor:
+    """The check inputs of 8-bit networks calibrated before :func:`check_inputs` (cards without
+    ``check_inputs``): torch's bilinear interpolation rounds otherwise with one thread than with
+    several, so these differ by up to 7e-7 between the two."""
     gen = torch.Generator().manual_seed(1234)
     coarse = torch.rand(n, 3, 8, 8, generator=gen)
     images = torch.nn.functional.interpolate(
@@ -232,43 +260,56 @@ def onnx_for(loaded) -> Path:
     return cached
 
 
-def make_engine(loaded, device: torch.device, choice: str = "auto", threads: int | None = None):
-    """The fastest verified engine for this model and device (see the module doc)."""
+def candidates(loaded, device: torch.device, choice: str = "auto") -> list[str]:
+    """The engines ``choice`` allows for this model and device, fastest first."""
     if choice not in ENGINES:
         raise EngineError(f"unknown engine {choice!r}; choose one of {', '.join(ENGINES)}")
     if device.type != "cpu" or choice == "torch":
-        return TorchEngine(loaded.model, device)
+        return ["torch"]
+    if choice != "auto":
+        return [choice]
+    calibrated_int8 = (loaded.card.get("int8") or {}).get("calibration")
+    return ([INT8] if calibrated_int8 else []) + ["onnxruntime", "openvino"]
+
+
+def first_certified(loaded, device: torch.device, names: list[str], threads: int | None = None):
+    """The first of ``names`` this machine runs as the model was certified (PyTorch always), as
+    ``(engine or None, why each one before it was skipped)``."""
     threads = threads or torch.get_num_threads()
-    if choice == "auto":
-        calibrated_int8 = (loaded.card.get("int8") or {}).get("calibration")
-        order = ([INT8] if calibrated_int8 else []) + ["onnxruntime", "openvino"]
-    else:
-        order = [choice]
     problems = []
-    for name in order:
+    for name in names:
         try:
-            engine = _int8_engine(loaded, threads) if name == INT8 else _float_engine(name, loaded, threads)
+            if name == "torch":
+                return TorchEngine(loaded.model, device), problems
+            if name == INT8:
+                return _int8_engine(loaded, threads), problems
+            return _float_engine(name, loaded, threads), problems
         except ImportError:
             problems.append(f"{name} is not installed")
-            continue
         except EngineError as exc:
             problems.append(str(exc))
-            continue
         except Exception as exc:  # noqa: BLE001 - an engine that fails to load is skipped, with the reason
             problems.append(f"{name} failed: {type(exc).__name__}: {exc}")
-            continue
-        if problems:
-            log.warning(f"predicting with {name}: " + "; ".join(problems))
-        return engine
-    if choice != "auto":
+    return None, problems
+
+
+def make_engine(loaded, device: torch.device, choice: str = "auto", threads: int | None = None):
+    """The fastest verified engine for this model and device (see the module doc)."""
+    names = candidates(loaded, device, choice)
+    engine, problems = first_certified(loaded, device, names, threads)
+    if engine is None and choice != "auto":
         hint = (
             " (--engine onnxruntime runs the float network, which every machine computes alike)"
             if choice == INT8
             else ""
         )
         raise EngineError(f"the {choice} engine cannot run this model here: {'; '.join(problems)}{hint}")
-    log.warning("predicting with PyTorch (slower on a CPU): " + "; ".join(problems))
-    return TorchEngine(loaded.model, device)
+    if engine is None:
+        log.warning("predicting with PyTorch (slower on a CPU): " + "; ".join(problems))
+        return TorchEngine(loaded.model, device)
+    if problems:
+        log.warning(f"predicting with {engine.name}: " + "; ".join(problems))
+    return engine
 
 
 def _float_engine(name: str, loaded, threads: int) -> CompiledEngine:
@@ -295,7 +336,8 @@ def _int8_engine(loaded, threads: int) -> OnnxRuntimeEngine:
         raise EngineError(f"{INT8}: {path.name} is not the network that was calibrated (sha256 differs)")
     engine = OnnxRuntimeEngine(path, threads, name=INT8)
     want = torch.tensor(entry["check_probabilities"])
-    diff = float((check_probabilities(engine, loaded.input_size) - want).abs().max())
+    inputs = check_inputs if entry.get("check_inputs") == CHECK_INPUTS else interpolated_check_inputs
+    diff = float((check_probabilities(engine, loaded.input_size, inputs) - want).abs().max())
     if diff > TOLERANCE:
         raise EngineError(
             f"{INT8}: this machine's 8-bit arithmetic differs from the calibrated one's by {diff:.2g} "

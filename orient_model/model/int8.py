@@ -23,6 +23,7 @@ from orient_model.archive.atomic import sha256_file
 from orient_model.imageio import load_upright, square_views
 from orient_model.model.data import split_copies, to_tensor
 from orient_model.model.engine import (
+    CHECK_INPUTS,
     INT8,
     OnnxRuntimeEngine,
     check_probabilities,
@@ -68,6 +69,7 @@ def add_int8(
         "size_bytes": out.stat().st_size,
         "quantized_on": f"{min(len(copies), 256)} training copies (ranges per tensor, weights per channel)",
         "check_probabilities": check_probabilities(engine, loaded.input_size).tolist(),
+        "check_inputs": CHECK_INPUTS,
     }
     loaded.card["int8"] = entry
     predictor = Predictor(loaded, device="cpu", engine=INT8)
