@@ -294,7 +294,6 @@ def demo(workdir, quiet, as_json) -> None:
             autorotate_flow,
             archive_dir=str(workdir / "archive"),
             config=cfg,
-            report=str(workdir / "report.parquet"),
             state_dir=str(workdir / "state"),
         )
     rows = read_report(Path(summary["report"])).to_pylist()
@@ -311,6 +310,8 @@ def demo(workdir, quiet, as_json) -> None:
             click.echo(
                 f"rotated wrongly (undo with `orient undo {summary['report']}`): {', '.join(wrong_applied)}"
             )
+    if not (quiet or as_json):
+        click.echo(f"review the flagged photos in a browser: orient review {workdir / 'archive'}")
     try:
         finish_summary(summary, quiet, as_json)
     except SystemExit as done:  # the demo's bad files are there on purpose

@@ -1,8 +1,10 @@
 """The shipped default model: small, documented, loadable, and right on photos it never saw."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,10 @@ from orient_model.demo import DEMO_PHOTOS
 from orient_model.imageio import center_square
 from orient_model.model.predict import Predictor
 from orient_model.model.registry import DEFAULT_MODEL_DIR, load_model
+from orient_model.report import read_report
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
 
 RESERVED = (
     "plasma-workspace-wallpapers",
@@ -94,8 +100,28 @@ def test_demo_command_runs_end_to_end(tmp_path, cli_env):
     assert "accuracy against the known rotations" in result.stdout
     accuracy = json.loads((tmp_path / "orient-demo" / "accuracy.json").read_text())
     assert accuracy["judged"] == 32
-    assert (tmp_path / "orient-demo" / "report.parquet").is_file()
     assert "3 error" in result.stdout
+    # The README's next step, as it spells it: the review page lists the demo's flagged photos.
+    from fastapi.testclient import TestClient
+
+    from flows.review import create_app
+
+    step = next(
+        line for line in README.read_text().splitlines() if "orient review orient-demo/archive" in line
+    )
+    command = step[step.index("orient review") :].split("`")[0].split()
+    assert command[:3] == ["orient", "review", "orient-demo/archive"] and len(command) == 3, command
+    reports = list((tmp_path / "orient-demo" / "archive" / ".orient" / "reports").glob("*.parquet"))
+    flagged = sum(r["action"] == "flag" for r in read_report(reports[0]).to_pylist())
+    assert len(reports) == 1 and flagged > 0
+    os.chdir(tmp_path)  # the command runs where the demo ran
+    try:
+        http = TestClient(create_app(command[2], reviewer="demo", allowed_hosts=["testserver"]))
+        listing = http.get("/api/state", params={"kind": "flagged"}).json()
+    finally:
+        os.chdir(REPO)
+    assert listing["matching"] == flagged and len(listing["items"]) == flagged
+    assert f"orient review {Path('orient-demo') / 'archive'}" in result.stdout
 
 
 def test_default_model_is_calibrated_for_a_glance_first_and_for_two_views_but_looks_in_full_by_default():
