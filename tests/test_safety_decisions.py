@@ -93,3 +93,24 @@ def test_4_a_mirror_copy_is_restored_only_to_what_orient_wrote_there(archive: Pa
     with pytest.raises(JournalError, match="tampered"):
         undo_run(str(second.report_path), announce=lambda line: None)
     assert archive_contents(out) == mirrored
+
+
+# risks ------------------------------------------------------------------ the model that runs
+
+
+@pytest.mark.parametrize("named", ["../elsewhere", "/tmp/elsewhere", "link-out"])
+def test_a_current_record_naming_a_model_outside_the_registry_is_refused(tmp_path: Path, named: str) -> None:
+    import json
+
+    from orient_model.model.registry import CURRENT_FILE, ModelLoadError, current_version, resolve_model_path
+
+    models, elsewhere = tmp_path / "models", tmp_path / "elsewhere"
+    models.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "model.pt").write_bytes(b"someone else's network")
+    (models / "link-out").symlink_to(elsewhere)
+    (models / CURRENT_FILE).write_text(json.dumps({"version": named, "stack": [named], "log": []}))
+    with pytest.raises(ModelLoadError, match="not a model of the registry"):
+        current_version(models)
+    with pytest.raises(ModelLoadError, match="current.json names"):
+        resolve_model_path("current", models)

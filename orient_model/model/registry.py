@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -208,8 +209,28 @@ def _current_record(models_dir: Path) -> dict:
 
 
 def current_version(models_dir: Path | None = None) -> str | None:
-    """The promoted model's version, or None when nothing was promoted (the shipped model serves)."""
-    return _current_record(models_dir or default_models_dir())["version"]
+    """The promoted model's version, or None when nothing was promoted (the shipped model serves).
+
+    A version is a folder of the registry: a record naming anything else (a path, ``..``, a link
+    out of the registry) is refused, so an edited ``current.json`` cannot slip in a foreign model."""
+    models_dir = Path(models_dir or default_models_dir())
+    version = _current_record(models_dir)["version"]
+    if version is None:
+        return None
+    folder = models_dir / str(version)
+    inside = (
+        isinstance(version, str)
+        and version not in ("", ".", "..")
+        and "/" not in version
+        and os.sep not in version
+        and Path(os.path.realpath(folder)).parent == Path(os.path.realpath(models_dir))
+    )
+    if not inside:
+        raise ModelLoadError(
+            f"{models_dir / CURRENT_FILE} names {folder}, which is not a model of the registry "
+            f"{models_dir}; promote a registered version (`orient models`) to rewrite it"
+        )
+    return version
 
 
 def promote(version: str, models_dir: Path | None = None, why: str = "promoted by hand") -> dict:
