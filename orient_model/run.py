@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from orient_model.archive.atomic import TMP_PREFIX
 from orient_model.archive.changes import Archive, check_mirror_folder
 from orient_model.archive.journal import Journal, JournalError
 from orient_model.archive.lock import state_lock
@@ -108,6 +109,7 @@ class AutorotateRun:
         return self
 
     def _start(self) -> None:
+        self._clear_abandoned_reports()
         if self.applies:
             self.archive = Archive(self.root, self.folders.primary, on_stage=self.on_stage)
             self.journal = self.archive.journal
@@ -128,6 +130,12 @@ class AutorotateRun:
         )
         self.entries: list[ArchiveEntry] = list(walk_archive(self.root))
         self.writer = ReportWriter(self.report_path, self.run_config())
+
+    def _clear_abandoned_reports(self) -> None:
+        """Remove the half-written reports of runs killed before their end (``.orient-tmp-*``, a
+        name only orient gives): safe while this run holds the state folder's lock."""
+        for leftover in (self.folders.primary / "reports").glob(f"{TMP_PREFIX}*.parquet"):
+            leftover.unlink(missing_ok=True)
 
     def run_config(self) -> dict:
         return {

@@ -114,3 +114,21 @@ def test_a_current_record_naming_a_model_outside_the_registry_is_refused(tmp_pat
         current_version(models)
     with pytest.raises(ModelLoadError, match="current.json names"):
         resolve_model_path("current", models)
+
+
+# risks ------------------------------------------------------------------ debris
+
+
+@pytest.mark.parametrize("apply", ["none", "lossless"])
+def test_an_aborted_runs_half_written_report_is_cleared_by_the_next_run(
+    archive: Path, tmp_path: Path, apply: str
+) -> None:
+    state = tmp_path / "state"
+    first = run_with_decisions(archive, apply=apply, state_dir=state)
+    reports = first.report_path.parent
+    leftover = reports / ".orient-tmp-20261206T010203-abcdef.parquet"
+    leftover.write_bytes(b"PAR1 half a report")
+    theirs = reports / "notes.txt"
+    theirs.write_text("kept")
+    run_with_decisions(archive, apply=apply, state_dir=state)
+    assert not leftover.exists() and theirs.read_text() == "kept"
