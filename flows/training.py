@@ -90,9 +90,12 @@ def make_training_set(
     logger = get_run_logger()
     records = {r["sha256"]: r for r in json.loads(Path(provenance).read_text())} if provenance else {}
     kinds = {sha: list(r.get("kinds") or []) for sha, r in records.items()}
-    folders = upright_folders(find_photos(upright_dirs)) if upright_dirs else []
+    skipped: list[str] = []
+    folders = upright_folders(find_photos(upright_dirs, skipped)) if upright_dirs else []
     held = [Path(d).resolve() for d in cfg.held_out_dirs]
-    held_photos = upright_folders(find_photos(cfg.held_out_dirs)) if held else []
+    held_photos = upright_folders(find_photos(cfg.held_out_dirs, skipped)) if held else []
+    for line in skipped:
+        logger.warning(line)
     reviewed = [p for archive in reviewed_from or [] for p in reviewed_photos(archive)]
     pool = merge(reviewed, folders, held_photos, list(pseudo_labels or []))
     if not pool:

@@ -9,6 +9,7 @@ artifacts are identical across classes.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -95,14 +96,26 @@ def split_of(sha256: str, cfg: TrainingSetConfig, held_out: bool = False) -> str
     return "train"
 
 
-def find_photos(dirs: Iterable[Path | str]) -> Iterator[Path]:
-    """Every regular file below the given directories (hidden entries skipped), sorted."""
+def find_photos(dirs: Iterable[Path | str], skipped: list[str] | None = None) -> Iterator[Path]:
+    """Every regular file below the given directories (hidden entries skipped), sorted.
+
+    Links are not followed out of the folder: a photo that only a link puts in an upright folder
+    was never chosen as upright there (each one skipped is added to ``skipped``, with why)."""
     for root in dirs:
         root = Path(root)
         if not root.is_dir():
             raise NotADirectoryError(f"not a directory: {root}")
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts):
+        real_root = Path(os.path.realpath(root))
+        found = []
+        for here, folders, files in os.walk(root):  # never descends into linked folders
+            folders[:] = [f for f in folders if not f.startswith(".")]
+            found += [Path(here) / f for f in files if not f.startswith(".")]
+        for path in sorted(found):
+            if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(real_root):
+                if skipped is not None:
+                    skipped.append(f"{path}: a link to {os.path.realpath(path)}, outside {root}; skipped")
+                continue
+            if path.is_file():
                 yield path
 
 
@@ -131,7 +144,8 @@ def make_copies(
     # A pseudo-label is the model's own guess: it may train a model, never judge one.
     split = "train" if label_source.startswith("pseudo-label") else split_of(sha256, cfg, held_out)
     about = (str(source), sha256, split, kinds, label_source, turn)
-    if split not in COPIED_SPLITS:
+    if split not in COPIED_SPLITS:  # judged whole later: it must decode now, or it is an error row
+        load_upright(source, cfg.copy_size, cfg.max_pixels)
         return [ManifestRow(*about, None, None, None)]
     rows: list[ManifestRow] = []
     pending = []

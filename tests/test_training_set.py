@@ -211,3 +211,33 @@ def test_the_leak_detector_catches_a_naive_pipeline(textured_sources):
         encoded = Image.open(buf).convert("RGB")
         copies += [(ori.apply(encoded, ori.COUNTER_CLOCKWISE[a]), ori.class_index(a)) for a in ori.ROTATIONS]
     assert leak_score(copies) > 0.45
+
+
+def test_links_out_of_an_upright_folder_and_unreadable_files_never_reach_a_split(tmp_path):
+    """Retraining trusts the upright folders: a link to a photo elsewhere was never put there,
+    and a file that does not decode (not an image, a bomb header) is an error row in every
+    split, the calibration and test splits too, where photos are not copied but judged whole."""
+    import struct
+    import zlib
+
+    up = tmp_path / "upright"
+    write_scenes(up, 2, seed=1)
+    elsewhere = tmp_path / "elsewhere"
+    write_scenes(elsewhere, 1, seed=2)
+    (up / "link.jpg").symlink_to(next(elsewhere.iterdir()))
+    (up / "linked-folder").symlink_to(elsewhere)
+    (up / "notes.jpg").write_text("not a photo")
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    (up / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    skipped: list[str] = []
+    found = sorted(p.name for p in find_photos([up], skipped))
+    assert found == ["bomb.png", "notes.jpg", "scene_0000.jpg", "scene_0001.jpg"]
+    assert len(skipped) == 1 and "link.jpg" in skipped[0] and "outside" in skipped[0]
+    for name in ("bomb.png", "notes.jpg"):
+        for held_out in (False, True):  # a copied split, and the test split (judged whole)
+            (row,) = process_source(up / name, tmp_path / "out", CFG, held_out=held_out)
+            assert row.error and row.copy_path is None, (name, row)
