@@ -109,3 +109,34 @@ def test_long_work_shows_progress_and_milestones_on_a_plain_stderr(prefect_serve
     lines = capfd.readouterr().err.splitlines()  # bare lines, not log records quoting them
     assert "steps: 0/2" in lines and "caching features: pass 1/1" in lines, lines
     assert any(line.startswith("steps: 2/2") for line in lines), lines
+
+
+def in_process(*args):
+    """The command run in this process (as the shell would, minus the interpreter's start)."""
+    from click.testing import CliRunner
+
+    from flows.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_error_line(result, *needles: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_a_model_card_that_is_not_json_is_one_error_line(tmp_path):
+    from orient_model.model.registry import DEFAULT_MODEL_DIR
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.pt").write_bytes((DEFAULT_MODEL_DIR / "model.pt").read_bytes())
+    (model / "card.json").write_text("{not json")
+    (tmp_path / "archive").mkdir()
+    one_error_line(
+        in_process("autorotate", tmp_path / "archive", "--model", model), "card.json", "unreadable"
+    )

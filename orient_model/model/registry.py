@@ -194,6 +194,19 @@ def default_models_dir() -> Path:
 CURRENT_FILE = "current.json"
 
 
+def read_card(path: Path) -> dict:
+    """A model card, or a :class:`ModelLoadError` naming the file when it is not a JSON object."""
+    try:
+        card = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"model card {path} is unreadable ({exc}); restore it from the model's copy"
+        ) from None
+    if not isinstance(card, dict):
+        raise ModelLoadError(f"model card {path} is not a JSON object; restore it from the model's copy")
+    return card
+
+
 class PromotionRefused(OrientError):
     """A model that must not become current (it failed its quality gate, or does not exist)."""
 
@@ -240,7 +253,7 @@ def promote(version: str, models_dir: Path | None = None, why: str = "promoted b
     card_path = folder / "card.json"
     if not (folder / "model.pt").is_file() or not card_path.is_file():
         raise PromotionRefused(f"no model {version!r} in {models_dir}; `orient models` lists them")
-    gate = json.loads(card_path.read_text()).get("quality_gate", {"passed": True})
+    gate = read_card(card_path).get("quality_gate", {"passed": True})
     if not gate.get("passed", False):
         raise PromotionRefused(
             f"model {version} failed its quality gate ({'; '.join(gate.get('reasons', []))}); "
@@ -279,7 +292,7 @@ def list_models(models_dir: Path | None = None) -> list[dict]:
         card_path = folder / "card.json"
         if not card_path.is_file():
             continue
-        card = json.loads(card_path.read_text())
+        card = read_card(card_path)
         test = next(iter((card.get("test") or {}).values()), {})
         out.append(
             {
@@ -333,7 +346,7 @@ def load_model(ref: str | Path, models_dir: Path | None = None) -> LoadedModel:
             f"checkpoint {path} does not match architecture {checkpoint['arch']}: {exc}"
         ) from None
     card_path = path.parent / "card.json"
-    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    card = read_card(card_path) if card_path.is_file() else {}
     return LoadedModel(
         model=model.eval(),
         arch=checkpoint["arch"],
