@@ -714,7 +714,9 @@ def review_rows(run, log: Callable[[str], None] = print) -> Predicted:
     origins = _Origins(journals)
     queue = ReviewQueue(run.root, run.folders.others[0] if run.folders.others else None)
     # Only files that hold a decided turn now: applied decisions are not read again.
-    wanted = {i.rel_path for i in queue.items() if i.state == "decided" and i.decision_deg}
+    queued = queue.items()
+    wanted = {i.rel_path for i in queued if i.state == "decided" and i.decision_deg}
+    dropped = _decisions_on_edited_photos(queued, reviews)
     out = Predicted()
     with Tree(run.root) as tree:
         for sha, review in reviews.items():  # decisions whose report is gone
@@ -725,6 +727,20 @@ def review_rows(run, log: Callable[[str], None] = print) -> Predicted:
             ):
                 wanted.add(review.rel_path)
         for entry in run.entries:
+            if entry.rel_path in dropped and entry.rel_path not in wanted and not entry.skip_reason:
+                read = read_entry(tree, entry, 32, cfg, Memory())
+                review, now = dropped[entry.rel_path], read.row.sha256_before
+                if now not in (None, review.sha256) and not (
+                    origins.carried_out(entry.rel_path, review.sha256, review.rotation_deg, now)
+                    or origins.turn(entry.rel_path, now, review.sha256) is not None
+                ):
+                    read.row.action, read.row.confidence = "skip", None
+                    read.row.note = (
+                        f"decision dropped: the photo changed since {review.reviewer} reviewed it on "
+                        f"{review.decided_at[:10]}; the next auto-rotate run judges it again"
+                    )
+                    out.rows.append(read.row)
+                continue
             if entry.rel_path not in wanted or entry.skip_reason:
                 continue
             read = read_entry(tree, entry, 32, cfg, Memory())
@@ -802,6 +818,19 @@ def review_rows(run, log: Callable[[str], None] = print) -> Predicted:
     for note in (r.note for r in out.rows if r.note and "put back" in r.note):
         log(note)
     return out
+
+
+def _decisions_on_edited_photos(queued: list[ReviewItem], reviews: dict[str, Review]) -> dict[str, Review]:
+    """Path -> the newest turn decided for it, where that decision is in no queue item any more:
+    if the file holds neither the reviewed content, nor its original, nor the decided result,
+    the photo was edited or replaced since, and the decision cannot be carried out."""
+    in_queue = {i.rel_path for i in queued}
+    newest: dict[str, Review] = {}
+    for review in reviews.values():
+        known = newest.get(review.rel_path)
+        if known is None or (review.decided_at, review.id) > (known.decided_at, known.id):
+            newest[review.rel_path] = review
+    return {rel: review for rel, review in newest.items() if review.rotation_deg and rel not in in_queue}
 
 
 def _turns_undone(journals: list[Journal]) -> dict[tuple[str, str, int], str]:

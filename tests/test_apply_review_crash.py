@@ -133,3 +133,24 @@ def test_a_decision_is_applied_once_and_undoing_it_is_respected(tmp_path: Path) 
     rows = {r["path"]: r for r in read_report(again).to_pylist()}
     assert not any(r["applied"] for r in rows.values()), rows
     assert json.dumps(sorted(rows))  # a row says why for each
+
+
+def test_a_decided_photo_edited_before_apply_review_gets_a_row_saying_the_decision_was_dropped(
+    tmp_path: Path,
+) -> None:
+    from test_review import scene
+
+    root, state, originals = reviewed_archive(tmp_path)
+    edited = root / "box/c.jpg"  # decided (270), then retouched by someone before apply-review
+    scene(np.random.default_rng(77), 320, 240).save(edited, "JPEG", quality=85)
+    retouched = edited.read_bytes()
+    rows = {r["path"]: r for r in read_report(apply_review_now(root, state)).to_pylist()}
+    assert edited.read_bytes() == retouched
+    row = rows["box/c.jpg"]
+    assert row["action"] == "skip" and not row["applied"]
+    assert row["note"].startswith("decision dropped: the photo changed since ana reviewed it")
+    check_decided_except = {rel for rel in WRONG if rel not in ("box/c.jpg", "f.jpg")}
+    for rel in check_decided_except:
+        assert displayed_rotation_problem(originals[rel], (root / rel).read_bytes(), WRONG[rel][0]) is None
+    again = {r["path"]: r for r in read_report(apply_review_now(root, state)).to_pylist()}
+    assert set(again) == {"box/c.jpg"}  # said again each time, nothing else to do
