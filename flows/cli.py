@@ -543,44 +543,21 @@ def rollback_cmd(models_dir) -> None:
 )
 @models_dir_option
 @click.option(
-    "--max-error",
-    type=float,
-    default=0.01,
-    show_default=True,
-    help="error target at which the challenger must certify at least the champion's coverage",
-)
-@click.option(
-    "--margin", type=float, default=0.005, show_default=True, help="accuracy a challenger must gain"
-)
-@click.option("--trust-upright", is_flag=True, help="do not check the upright folders with the current model")
-@click.option(
     "--provenance", type=click.Path(path_type=Path), help="JSON records of the photos' origin and licence"
 )
-@config_options("train")
+@config_options("retrain")
+@config_options("train", exclude=frozenset({"freeze"}))
 @config_option
 @click.option("--quiet", "-q", is_flag=True, help="no progress, only errors")
 @user_errors
-def retrain(
-    upright_dirs,
-    archive_dir,
-    models_dir,
-    max_error,
-    margin,
-    trust_upright,
-    provenance,
-    config,
-    quiet,
-    **settings,
-) -> None:
+def retrain(upright_dirs, archive_dir, models_dir, provenance, config, quiet, **settings) -> None:
     """Train a challenger on upright folders and reviewed photos; promote it only if it beats the current model."""
     set_output(quiet, False)
-    from orient_model.config import load_config
-
     for d in upright_dirs:
         existing_dir(d, "folder of upright photos")
     if not upright_dirs and archive_dir is None:
         fail("give folders of upright photos and/or --archive with reviewed photos")
-    conf = load_config(config, {**overrides("train", settings)})
+    conf = retraining_config(config, settings)
     from flows.retrain import retrain as retrain_flow
     from flows.server import prefect_api
 
@@ -592,17 +569,26 @@ def retrain(
             archive_dir=str(archive_dir) if archive_dir else None,
             models_dir=str(models_dir) if models_dir else None,
             set_config=conf.training_set,
-            train_config=conf.train.model_copy(update={"freeze": settings.get("freeze") or "early"}),
-            max_error=max_error,
-            margin=margin,
+            train_config=conf.train,
+            max_error=conf.retrain.max_error,
+            margin=conf.retrain.margin,
             provenance=str(provenance) if provenance else None,
-            trust_upright=trust_upright,
+            trust_upright=conf.retrain.trust_upright,
         )
     click.echo(
         f"challenger {decision['challenger']}: {'promoted' if decision['promoted'] else 'not promoted'}"
     )
     for reason in decision["reasons"]:
         click.echo(f"  {reason}")
+
+
+def retraining_config(config: Path | None, settings: dict):
+    """The configuration a retraining command runs with: file < environment < flags, the
+    ``retrain`` section's ``freeze`` deciding how the challenger trains."""
+    from orient_model.config import load_config
+
+    conf = load_config(config, {**overrides("train", settings), **overrides("retrain", settings)})
+    return conf.model_copy(update={"train": conf.train.model_copy(update={"freeze": conf.retrain.freeze})})
 
 
 @main.command()
@@ -625,7 +611,8 @@ def retrain(
     help="confidence a pseudo-label needs in round 1 (rises each round)",
 )
 @models_dir_option
-@config_options("train")
+@config_options("retrain", exclude=frozenset({"trust_upright"}))
+@config_options("train", exclude=frozenset({"freeze"}))
 @config_option
 @click.option("--quiet", "-q", is_flag=True, help="no progress, only errors")
 @user_errors
@@ -633,9 +620,7 @@ def bootstrap(archive_dir, rounds, upright_dirs, start_bar, models_dir, config, 
     """Learn from the archive itself: photos the model is sure of become training photos, in rounds."""
     set_output(quiet, False)
     existing_dir(archive_dir, "archive directory")
-    from orient_model.config import load_config
-
-    conf = load_config(config, overrides("train", settings))
+    conf = retraining_config(config, settings)
     from flows.retrain import bootstrap as bootstrap_flow
     from flows.server import prefect_api
 
@@ -648,9 +633,11 @@ def bootstrap(archive_dir, rounds, upright_dirs, start_bar, models_dir, config, 
             rounds=rounds,
             models_dir=str(models_dir) if models_dir else None,
             set_config=conf.training_set,
-            train_config=conf.train.model_copy(update={"freeze": settings.get("freeze") or "early"}),
+            train_config=conf.train,
+            max_error=conf.retrain.max_error,
+            margin=conf.retrain.margin,
             start_bar=start_bar,
-            trust_upright=True,
+            trust_upright=True,  # the --upright folders are the ground truth the rounds are judged on
         )
     for d in decisions:
         click.echo(

@@ -18,7 +18,7 @@ from flows.errors import fail_cleanly
 from flows.progress import RunProgress
 from flows.training import make_training_set, train, whole_photos
 from orient_model.archive.atomic import atomic_write_bytes
-from orient_model.config import TrainConfig, TrainingSetConfig
+from orient_model.config import RetrainConfig, TrainConfig, TrainingSetConfig
 from orient_model.errors import OrientError
 from orient_model.model.evaluate import score_photos
 from orient_model.model.predict import Looking, Predictor
@@ -27,6 +27,8 @@ from orient_model.model.registry import default_models_dir, load_model, promote,
 from orient_model.pool import pseudo_labels, rising_bar, score_archive
 
 MIN_JUDGED = 30  # ground-truth photos needed before a challenger may replace the champion
+
+_GATE = RetrainConfig()  # the promotion gate's defaults: one home, the config's retrain section
 
 
 class NotEnoughToJudge(OrientError):
@@ -120,10 +122,10 @@ def retrain(
     work_dir: str | None = None,
     set_config: TrainingSetConfig | None = None,
     train_config: TrainConfig | None = None,
-    max_error: float = 0.01,
-    margin: float = 0.005,
+    max_error: float = _GATE.max_error,
+    margin: float = _GATE.margin,
     provenance: str | None = None,
-    trust_upright: bool = False,
+    trust_upright: bool = _GATE.trust_upright,
 ) -> dict:
     """Train a challenger on the pool and promote it only if it beats the current model."""
     logger = get_run_logger()
@@ -138,7 +140,7 @@ def retrain(
         trust_upright=trust_upright,
         check_model="current",
     )
-    cfg = _from_champion(train_config or TrainConfig(freeze="early"), models)
+    cfg = _from_champion(train_config or TrainConfig(freeze=_GATE.freeze), models)
     challenger = train(str(Path(manifest).parent), models, cfg)
     decision = judge_and_maybe_promote(
         str(Path(manifest).parent), challenger, "current", models, max_error, margin
@@ -198,9 +200,9 @@ def bootstrap(
     train_config: TrainConfig | None = None,
     start_bar: float = 0.95,
     max_folder_share: float = 0.2,
-    max_error: float = 0.01,
-    margin: float = 0.005,
-    trust_upright: bool = False,
+    max_error: float = _GATE.max_error,
+    margin: float = _GATE.margin,
+    trust_upright: bool = _GATE.trust_upright,
 ) -> list[dict]:
     """Rounds of pseudo-labelling the archive with the current model and retraining, each
     challenger through the champion/challenger gate; operator reviews are ground truth."""
@@ -234,7 +236,7 @@ def bootstrap(
             pseudo_labels=labels,
             trust_upright=trust_upright,
         )
-        cfg = _from_champion(train_config or TrainConfig(freeze="early"), models)
+        cfg = _from_champion(train_config or TrainConfig(freeze=_GATE.freeze), models)
         challenger = train(str(Path(manifest).parent), models, cfg)
         decision = judge_and_maybe_promote(
             str(Path(manifest).parent), challenger, "current", models, max_error, margin

@@ -145,15 +145,34 @@ class AutorotateConfig(_Section):
     )
 
 
+class RetrainConfig(_Section):
+    """orient retrain / orient bootstrap / the weekly retraining: how challengers are trained and the promotion gate"""
+
+    max_error: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="error target at which the challenger must certify at least the champion's coverage",
+    )
+    margin: float = Field(0.005, ge=0, lt=1, description="accuracy a challenger must gain over the champion")
+    freeze: Literal["none", "early"] = Field(
+        "early",
+        description="how challengers train: early keeps the first stages as pretrained (5x faster on a CPU)",
+    )
+    trust_upright: bool = Field(False, description="do not check the upright folders with the current model")
+
+
 class OrientConfig(_Section):
     training_set: TrainingSetConfig = TrainingSetConfig()
     train: TrainConfig = TrainConfig()
+    retrain: RetrainConfig = RetrainConfig()
     autorotate: AutorotateConfig = AutorotateConfig()
 
 
 SECTIONS: dict[str, type[_Section]] = {
     "training_set": TrainingSetConfig,
     "train": TrainConfig,
+    "retrain": RetrainConfig,
     "autorotate": AutorotateConfig,
 }
 

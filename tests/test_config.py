@@ -49,3 +49,17 @@ def test_typos_and_bad_values_are_rejected(tmp_path):
         load_config(path)
     with pytest.raises(ValidationError):
         load_config(None, {"autorotate": {"apply": "lossy"}})
+
+
+def test_the_config_files_retrain_section_reaches_retraining(tmp_path):
+    """How challengers train and the promotion gate come from the config's retrain section
+    (file < environment < flags), never a value forced by the command."""
+    from flows.cli import retraining_config
+
+    assert retraining_config(None, {}).train.freeze == "early"  # the retraining default
+    path = tmp_path / "orient.yaml"
+    path.write_text("train:\n  epochs: 2\nretrain:\n  freeze: none\n  margin: 0.02\n")
+    conf = retraining_config(path, {})
+    assert conf.train.freeze == "none" and conf.train.epochs == 2 and conf.retrain.margin == 0.02
+    assert retraining_config(path, {"freeze": "early", "epochs": 3}).train.freeze == "early"
+    assert retraining_config(path, {"freeze": None}).train.epochs == 2
