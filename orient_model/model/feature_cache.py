@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from orient_model.archive.atomic import atomic_write_bytes
 from orient_model.config import TrainConfig
 from orient_model.model.data import CopiesDataset
+from orient_model.model.train_costs import duration
 
 META = "meta.json"
 
@@ -149,9 +150,9 @@ def cached_features(
             started = time.perf_counter()
 
             def report(done: int, total: int, what=what, started=started) -> None:
-                left = (time.perf_counter() - started) / done * (total - done) / 60
+                left = (time.perf_counter() - started) / done * (total - done)
                 say(
-                    f"caching {what} features: {done}/{total} copies, about {left:.0f} min left",
+                    f"caching {what} features: {done}/{total} copies, about {duration(left)} left",
                     0.0,
                     done == total,
                 )

@@ -45,7 +45,7 @@ from orient_model.model.evaluate import calibrate_and_test, lookings_for
 from orient_model.model.feature_cache import CachedBatches, cached_features
 from orient_model.model.predict import Predictor, voted_logits
 from orient_model.model.registry import LoadedModel
-from orient_model.model.train_costs import capped_photos, capped_val_sources, projected_run
+from orient_model.model.train_costs import capped_photos, capped_val_sources, duration, projected_run
 
 # (message, fraction done, whether the message is a milestone worth always showing)
 Progress = Callable[[str, float, bool], None]
@@ -109,7 +109,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, criterion, device, scal
         if progress:
             progress(
                 f"epoch {epoch + 1}: step {step + 1}/{steps}, loss {running / seen:.3f}, "
-                f"about {(time.perf_counter() - t0) / (step + 1) * (steps - step - 1) / 60:.0f} min "
+                f"about {duration((time.perf_counter() - t0) / (step + 1) * (steps - step - 1))} "
                 "left of this epoch",
                 (epoch + (step + 1) / steps) / cfg.epochs,
                 False,
@@ -295,7 +295,7 @@ def _fit(data_dir, cfg, progress, photos, sources, judge_copies, run_dir: Path, 
         say(
             f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats['train_loss']:.3f}, "
             f"val loss {val.loss:.3f}, val accuracy {val.accuracy:.1%}, {stats['images_per_s']:.1f} images/s; "
-            f"checkpoint saved{f', about {left / 60:.0f} min of epochs left' if left else ''}",
+            f"checkpoint saved{f', about {duration(left)} of epochs left' if left else ''}",
             (epoch + 1) / cfg.epochs,
             True,
         )

@@ -83,6 +83,15 @@ class RunShape:
         )
 
 
+def duration(seconds: float) -> str:
+    """A duration as a person reads it: 40 s, 12 min, 2.5 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def cap(count: int, limit: int | None) -> int:
     return count if limit is None else min(count, limit)
 
@@ -188,10 +197,11 @@ def projected_run(
         epochs=cfg.epochs,
         cache_passes=cfg.cache_passes,
     )
-    parts = {k: v / 60 for k, v in project_seconds(costs, shape).items()}
+    parts = project_seconds(costs, shape)
+    caching = parts["cache training features (once)"] + parts["cache validation features (once)"]
     return (
-        f"projected: caching {parts['cache training features (once)'] + parts['cache validation features (once)']:.0f} min, "
-        f"{cfg.epochs} epochs of {parts['one epoch (train + validate)']:.0f} min, judging "
-        f"{parts['judge calibration and test photos']:.0f} min: about {parts['run']:.0f} min in all "
+        f"projected: caching {duration(caching)}, {cfg.epochs} epochs of "
+        f"{duration(parts['one epoch (train + validate)'])}, judging "
+        f"{duration(parts['judge calibration and test photos'])}: about {duration(parts['run'])} in all "
         f"({shape.describe()}); a checkpoint follows every epoch, and `orient train --resume` goes on after a stop"
     )
