@@ -131,6 +131,7 @@ class RunState:
             "interruptions": self.interruptions,
             "train_seconds": self.seconds_before + seconds,
             "random": random_states(shuffle),
+            "threads": torch.get_num_threads(),  # a resumed run sums in the same order
         }
 
 

@@ -221,11 +221,15 @@ def fit(
     ``run_dir`` keeps the cached features and a checkpoint after every epoch; with ``resume``
     the run goes on from the last checkpoint there (a temporary folder without ``run_dir``).
     """
+    threads = torch.get_num_threads()  # the run may choose fewer (see train_costs.fastest_threads)
     with tempfile.TemporaryDirectory(prefix="orient-train-") as scratch:
         run_dir = Path(run_dir) if run_dir else Path(scratch)
-        return _fit(
-            data_dir, cfg, progress, capped_photos(photos, cfg), sources, judge_copies, run_dir, resume
-        )
+        try:
+            return _fit(
+                data_dir, cfg, progress, capped_photos(photos, cfg), sources, judge_copies, run_dir, resume
+            )
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _fit(data_dir, cfg, progress, photos, sources, judge_copies, run_dir: Path, resume: bool) -> FitResult:
@@ -256,6 +260,8 @@ def _fit(data_dir, cfg, progress, photos, sources, judge_copies, run_dir: Path, 
             p.requires_grad_(False)
         if checkpoint is None:
             say(projected_run(early, late, train_loader, val_loader, photos, cfg, device), 0.0, True)
+        else:
+            torch.set_num_threads(checkpoint.get("threads") or torch.get_num_threads())
         train_cache, val_cache = cached_features(early, train_loader, val_loader, cfg, device, run_dir, say)
         seed_everything(cfg.seed)  # the epochs draw the same whether the features were made now or found
         shuffle = torch.Generator().manual_seed(cfg.seed)

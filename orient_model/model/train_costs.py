@@ -13,8 +13,10 @@ long run can say how long it will take before it takes it, and the benchmark
 from __future__ import annotations
 
 import copy
+import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,7 @@ class CopyCosts:
     late_forward: float
     whole_forward: float
     feature_bytes: int = 0
+    threads: int = 0  # PyTorch threads they were timed with
 
 
 @dataclass(frozen=True)
@@ -126,9 +129,32 @@ def seconds_per_item(fn, items: int, repeat: int = 2) -> float:
     return best / items
 
 
-def probe_costs(early: nn.Module, late: nn.Module, dataset, device: torch.device, copies: int) -> CopyCosts:
+def usable_cores() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def fastest_threads(step: Callable[[], None], copies: int) -> int:
+    """Sets, and returns, the PyTorch thread count (as many as now, or one) under which ``step``
+    runs faster on this machine now. On a quiet machine every core helps; on one shared with
+    other jobs, threads that wait for each other at every layer can be several times slower
+    (the later stages' training step on this 2-core machine, busy: 64 ms a copy with one
+    thread, 255 ms with two)."""
+    timings = {}
+    for threads in dict.fromkeys((torch.get_num_threads(), 1)):
+        torch.set_num_threads(threads)
+        timings[threads] = seconds_per_item(step, copies, repeat=1)
+    best = min(timings, key=timings.get)
+    torch.set_num_threads(best)
+    return best
+
+
+def probe_costs(
+    early: nn.Module, late: nn.Module, dataset, device: torch.device, copies: int, pick_threads: bool = False
+) -> CopyCosts:
     """Per-copy costs timed on the first ``copies`` training copies; the model is left as it was
-    (the training step runs on a copy of the later stages)."""
+    (the training step runs on a copy of the later stages). ``pick_threads`` first sets the
+    thread count the training step runs fastest with (see :func:`fastest_threads`)."""
     start = time.perf_counter()
     samples = [dataset[i] for i in range(copies)]
     decode_augment = (time.perf_counter() - start) / copies
@@ -136,7 +162,6 @@ def probe_costs(early: nn.Module, late: nn.Module, dataset, device: torch.device
     y = torch.tensor([s[1] for s in samples], device=device)
     early.eval()
     with torch.inference_mode():
-        early_forward = seconds_per_item(lambda: early(x), copies)
         features = early(x).half()
     trial = copy.deepcopy(late).train()
     optimizer = torch.optim.AdamW([p for p in trial.parameters() if p.requires_grad], 1e-4)
@@ -148,6 +173,11 @@ def probe_costs(early: nn.Module, late: nn.Module, dataset, device: torch.device
         loss.backward()
         optimizer.step()
 
+    threads = (
+        fastest_threads(step, copies) if pick_threads and device.type == "cpu" else torch.get_num_threads()
+    )
+    with torch.inference_mode():
+        early_forward = seconds_per_item(lambda: early(x), copies)
     late_train_step = seconds_per_item(step, copies)
     trial.eval()
     with torch.inference_mode():
@@ -159,6 +189,7 @@ def probe_costs(early: nn.Module, late: nn.Module, dataset, device: torch.device
         late_forward=late_forward,
         whole_forward=early_forward + late_forward,
         feature_bytes=features[0].numel() * 2,
+        threads=threads,
     )
 
 
@@ -187,8 +218,10 @@ def capped_photos(photos: dict | None, cfg: TrainConfig) -> dict | None:
 def projected_run(
     early, late, train_loader, val_loader, photos: dict | None, cfg: TrainConfig, device
 ) -> str:
-    """How long the run will take, from a few probe copies timed through each kind of work."""
-    costs = probe_costs(early, late, train_loader.dataset, device, min(16, len(train_loader.dataset)))
+    """How long the run will take, from a few probe copies timed through each kind of work (and
+    the thread count the epochs will use, set here: see :func:`fastest_threads`)."""
+    copies = min(16, len(train_loader.dataset))
+    costs = probe_costs(early, late, train_loader.dataset, device, copies, pick_threads=True)
     shape = RunShape(
         train_copies=len(train_loader.dataset),
         val_copies=len(val_loader.dataset),
@@ -203,5 +236,6 @@ def projected_run(
         f"projected: caching {duration(caching)}, {cfg.epochs} epochs of "
         f"{duration(parts['one epoch (train + validate)'])}, judging "
         f"{duration(parts['judge calibration and test photos'])}: about {duration(parts['run'])} in all "
-        f"({shape.describe()}); a checkpoint follows every epoch, and `orient train --resume` goes on after a stop"
+        f"({shape.describe()}; {costs.threads} PyTorch thread(s), the faster here); a checkpoint follows "
+        "every epoch, and `orient train --resume` goes on after a stop"
     )
