@@ -416,16 +416,19 @@ def train(data_dir, out, resume, config, quiet, **settings) -> None:
     from orient_model.model.registry import default_models_dir
 
     command = " ".join(["orient", *sys.argv[1:]])
-    with prefect_api() as server:
-        folder = run_flow(
-            server,
-            train_flow,
-            data_dir=str(data_dir),
-            models_dir=str(out or default_models_dir()),
-            config=cfg,
-            command=command,
-            resume=resume,
-        )
+    try:
+        with prefect_api() as server:
+            folder = run_flow(
+                server,
+                train_flow,
+                data_dir=str(data_dir),
+                models_dir=str(out or default_models_dir()),
+                config=cfg,
+                command=command,
+                resume=resume,
+            )
+    except KeyboardInterrupt:
+        fail("interrupted; the same command with --resume goes on from the last finished epoch")
     click.echo(f"model: {folder}")
 
 

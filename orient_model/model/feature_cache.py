@@ -11,7 +11,8 @@ resumed run sees exactly the features the stopped one saw), anything else is mad
 
 float16 keeps about three significant digits; the later stages' predictions on float16
 features match those on the float32 ones (``tests/test_train_resume.py`` checks the tolerance,
-``benchmarks/epoch_costs.py`` measures the agreement on real weights).
+``benchmarks/epoch_costs.py`` measures the agreement on real weights). The validation copies,
+far fewer, keep float32, so validation on their features equals the whole network's.
 """
 
 from __future__ import annotations

@@ -100,7 +100,9 @@ def cap(count: int, limit: int | None) -> int:
 
 
 def project_seconds(costs: CopyCosts, shape: RunShape) -> dict[str, float]:
-    """Projected seconds of each part of a run, and their total (``run``)."""
+    """Projected seconds of each part of a run, and their total (``run``). Caching is the sum of
+    decoding and the early stages (loader processes overlap them, so the sum is an upper bound);
+    judging is at PyTorch's pace, an upper bound too where ONNX Runtime runs the photos."""
     cached = shape.train_copies * shape.cache_passes
     parts = {
         "cache training features (once)": cached * (costs.decode_augment + costs.early_forward),
