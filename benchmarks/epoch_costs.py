@@ -4,11 +4,12 @@ Times each part of the ``--freeze early`` recipe on a few generated copies (or a
 set's, ``--data``) and multiplies by the counts a corpus of ``--photos`` photos makes
 (``crops_per_photo`` square views x 4 turns of each photo in train and val; calibration and test
 photos judged whole, 3 views x 4 turns in each of 4 orientations). Prints the projection for
-the old recipe (every split as large as the photo fractions make it) beside the new one (the
-validation and calibration caps of ``TrainConfig``), one row per part:
+the old recipe (every split as large as the photo fractions make it, PyTorch's own thread
+count) beside the new one (the validation and calibration caps of ``TrainConfig`` and the
+thread count a run picks by measurement), one row per part:
 
     .venv/bin/python benchmarks/epoch_costs.py [--photos 20000] [--epochs 3] [--cache-passes 1]
-        [--weights package] [--data DIR]
+        [--weights package] [--data DIR] [--loading]
 """
 
 from __future__ import annotations
@@ -38,14 +39,19 @@ from orient_model.synthetic import write_scenes
 from orient_model.training_set import find_photos, process_source
 
 
-def measure(data: Path, cfg: TrainConfig, copies: int) -> tuple[CopyCosts, str]:
-    """Per-copy costs on the copies in ``data``, and how far float16 features move predictions."""
+def measure(data: Path, cfg: TrainConfig, copies: int) -> tuple[CopyCosts, CopyCosts, str]:
+    """Per-copy costs on the copies in ``data`` with PyTorch's own thread count and with the one a
+    run picks, and how far float16 features move predictions."""
     spec = ARCHS[cfg.arch]
     size = cfg.input_size or spec.input_size
     dataset = CopiesDataset(data, "train", size, spec.mean, spec.std, train=True, scan_look=cfg.scan_look)
     model = build_model(cfg.arch, weights=cfg.weights).to(memory_format=torch.channels_last).eval()
     early, late = split_stages(model)
-    costs = probe_costs(early, late, dataset, torch.device("cpu"), min(copies, len(dataset)))
+    n, cpu = min(copies, len(dataset)), torch.device("cpu")
+    threads = torch.get_num_threads()
+    own = probe_costs(early, late, dataset, cpu, n)
+    picked = probe_costs(early, late, dataset, cpu, n, pick_threads=True)
+    torch.set_num_threads(threads)
     x = torch.stack([dataset[i][0] for i in range(min(copies, len(dataset)))])
     with torch.inference_mode():
         features = early(x.contiguous(memory_format=torch.channels_last))
@@ -56,7 +62,7 @@ def measure(data: Path, cfg: TrainConfig, copies: int) -> tuple[CopyCosts, str]:
         f"{int((full.argmax(1) == half.argmax(1)).sum())}, largest probability change "
         f"{float((full - half).abs().max()):.5f}"
     )
-    return costs, agreement
+    return own, picked, agreement
 
 
 def reading(copies: int, shape: tuple[int, ...], batch: int) -> str:
@@ -96,22 +102,25 @@ def loading(data: Path, cfg: TrainConfig, copies: int) -> str:
     return "caching, copies a second: " + " | ".join(rates)
 
 
-def show(costs: CopyCosts, shapes: dict[str, RunShape]) -> None:
-    ms = {
-        "decode+augment": costs.decode_augment,
-        "early stages": costs.early_forward,
-        "later stages train step": costs.late_train_step,
-        "later stages forward": costs.late_forward,
-        "whole network forward": costs.whole_forward,
-    }
-    print("per copy, ms: " + " | ".join(f"{k} {v * 1e3:.1f}" for k, v in ms.items()))
-    print(f"cached features: {costs.feature_bytes / 1e3:.0f} kB a copy (float16)")
-    projections = {name: project_seconds(costs, shape) for name, shape in shapes.items()}
-    names = list(shapes)
-    print(f"{'minutes':<36}" + "".join(f"{n:>16}" for n in names))
+def show(runs: dict[str, tuple[CopyCosts, RunShape]]) -> None:
+    """Per-copy costs, then each run's projected minutes by part, side by side."""
+    for name, (costs, _) in runs.items():
+        ms = {
+            "decode+augment": costs.decode_augment,
+            "early stages": costs.early_forward,
+            "later stages train step": costs.late_train_step,
+            "later stages forward": costs.late_forward,
+            "whole network forward": costs.whole_forward,
+        }
+        print(
+            f"{name}, per copy with {costs.threads} thread(s), ms: "
+            + " | ".join(f"{k} {v * 1e3:.1f}" for k, v in ms.items())
+        )
+    projections = {name: project_seconds(costs, shape) for name, (costs, shape) in runs.items()}
+    print(f"{'minutes':<36}" + "".join(f"{n:>16}" for n in runs))
     for part in next(iter(projections.values())):
-        print(f"{part:<36}" + "".join(f"{projections[n][part] / 60:>16.1f}" for n in names))
-    for name, shape in shapes.items():
+        print(f"{part:<36}" + "".join(f"{projections[n][part] / 60:>16.1f}" for n in runs))
+    for name, (_, shape) in runs.items():
         print(f"{name}: {shape.describe()}")
 
 
@@ -138,16 +147,22 @@ def main() -> None:
             write_scenes(Path(tmp) / "src", 16, seed=0, size=(640, 480))
             for path in find_photos([Path(tmp) / "src"]):
                 process_source(path, data, TrainingSetConfig(val_fraction=0, calibration_fraction=0))
-        costs, agreement = measure(data, cfg, args.copies)
+        own, picked, agreement = measure(data, cfg, args.copies)
         loaded = loading(data, cfg, 4 * args.copies) if args.loading else None
     sets = TrainingSetConfig()
-    common = dict(photos=args.photos, sets=sets, epochs=args.epochs, cache_passes=args.cache_passes)
+    common = dict(
+        photos=args.photos,
+        sets=sets,
+        epochs=args.epochs,
+        cache_passes=args.cache_passes,
+        loader_workers=cfg.workers,
+    )
     uncapped = RunShape.for_corpus(**common, max_val_photos=None, max_calibration_photos=None)
     capped = RunShape.for_corpus(
         **common, max_val_photos=cfg.max_val_photos, max_calibration_photos=cfg.max_calibration_photos
     )
-    show(costs, {"all photos": uncapped, "capped": capped})
-    print(agreement)
+    show({"before": (own, uncapped), "after": (picked, capped)})
+    print(f"cached features: {own.feature_bytes / 1e3:.0f} kB a copy (float16); {agreement}")
     print(reading(2048, (80, 14, 14), 32))
     if loaded:
         print(loaded)

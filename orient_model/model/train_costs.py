@@ -53,6 +53,7 @@ class RunShape:
     test_photos: int
     epochs: int
     cache_passes: int
+    loader_workers: int = 0  # decode and augment beside the network, on cores of their own
 
     @classmethod
     def for_corpus(
@@ -63,6 +64,7 @@ class RunShape:
         cache_passes: int,
         max_val_photos: int | None,
         max_calibration_photos: int | None,
+        loader_workers: int = 0,
     ) -> RunShape:
         """The counts ``photos`` photos make with the split fractions of ``sets`` and the caps."""
         copies = sets.crops_per_photo * TURNS
@@ -76,6 +78,7 @@ class RunShape:
             test_photos=test,
             epochs=epochs,
             cache_passes=cache_passes,
+            loader_workers=loader_workers,
         )
 
     def describe(self) -> str:
@@ -100,13 +103,15 @@ def cap(count: int, limit: int | None) -> int:
 
 
 def project_seconds(costs: CopyCosts, shape: RunShape) -> dict[str, float]:
-    """Projected seconds of each part of a run, and their total (``run``). Caching is the sum of
-    decoding and the early stages (loader processes overlap them, so the sum is an upper bound);
-    judging is at PyTorch's pace, an upper bound too where ONNX Runtime runs the photos."""
+    """Projected seconds of each part of a run, and their total (``run``). Caching is decoding
+    plus the early stages, spread over as many cores as there are loader processes and the
+    network (each core busy: an optimistic bound); judging is at PyTorch's pace, an upper bound
+    where ONNX Runtime runs the photos."""
     cached = shape.train_copies * shape.cache_passes
+    caching = (costs.decode_augment + costs.early_forward) / min(usable_cores(), shape.loader_workers + 1)
     parts = {
-        "cache training features (once)": cached * (costs.decode_augment + costs.early_forward),
-        "cache validation features (once)": shape.val_copies * (costs.decode_augment + costs.early_forward),
+        "cache training features (once)": cached * caching,
+        "cache validation features (once)": shape.val_copies * caching,
         "train later stages (all epochs)": cached * costs.late_train_step * shape.epochs,
         "validate (all epochs)": shape.val_copies * costs.late_forward * shape.epochs,
         "judge calibration and test photos": (shape.calibration_photos + shape.test_photos)
@@ -231,6 +236,7 @@ def projected_run(
         test_photos=len((photos or {}).get("test") or []),
         epochs=cfg.epochs,
         cache_passes=cfg.cache_passes,
+        loader_workers=cfg.workers,
     )
     parts = project_seconds(costs, shape)
     caching = parts["cache training features (once)"] + parts["cache validation features (once)"]
