@@ -1,5 +1,6 @@
 """Flows that make training copies and train (or load) an orientation model."""
 
+import contextlib
 import json
 import shlex
 import shutil
@@ -228,6 +229,8 @@ def fit_and_register(
     if cfg.int8:
         add_int8_network(folder, data_dir, photos, cfg)
     shutil.rmtree(run_dir, ignore_errors=True)  # the model is saved: its features and checkpoint are spent
+    with contextlib.suppress(OSError):
+        run_dir.parent.rmdir()  # .training too, unless another run's are kept there
     return str(folder)
 
 
