@@ -14,13 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from orient_model.config import TrainConfig, TrainingSetConfig
 from orient_model.model.architectures import ARCHS, build_model, split_stages
 from orient_model.model.device import resolve_device
-from orient_model.model.train import cache_features, evaluate, fit, load_data
+from orient_model.model.feature_cache import CachedBatches, write_cache
+from orient_model.model.train import evaluate, fit, load_data
 from orient_model.synthetic import write_scenes
 from orient_model.training_set import find_photos, process_source
 
@@ -57,15 +58,16 @@ def validation_epoch(data: Path, cfg: TrainConfig, device: torch.device) -> None
     start = time.perf_counter()
     whole = evaluate(model, val, loss, device)
     whole_s, start = time.perf_counter() - start, time.perf_counter()
-    features = cache_features(early, val, 1, device, None, "validation", torch.float32)
-    cache_s, start = time.perf_counter() - start, time.perf_counter()
-    cached = evaluate(late, DataLoader(features, batch_size=val.batch_size), loss, device)
-    cached_s = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        features = write_cache(Path(tmp), {}, early, val, 1, device, dtype=np.float32)
+        cache_s, start = time.perf_counter() - start, time.perf_counter()
+        cached = evaluate(late, CachedBatches(features, val.batch_size), loss, device)
+        cached_s = time.perf_counter() - start
     same = whole.accuracy == cached.accuracy and abs(whole.loss - cached.loss) < 1e-5
     print(
         f"validation, {len(val.dataset)} copies: whole network {whole_s:.1f} s an epoch; "
         f"cached features {cached_s:.1f} s an epoch after {cache_s:.1f} s once "
-        f"({features.tensors[0].numel() * 4 / 1e6:.0f} MB); same accuracy and loss: {same}"
+        f"({features.features.nbytes / 1e6:.0f} MB); same accuracy and loss: {same}"
     )
 
 

@@ -393,12 +393,19 @@ def make_training_set_cmd(
     type=click.Path(path_type=Path),
     help="models folder (default: the registry, ORIENT_MODELS_DIR or in your data directory)",
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="go on from the last finished epoch of a stopped run (same data and settings)",
+)
 @config_options("train")
 @config_option
 @click.option("--quiet", "-q", is_flag=True, help="no progress, only errors")
 @user_errors
-def train(data_dir, out, config, quiet, **settings) -> None:
-    """Train an orientation model (GPU when present), or load the one already trained on this data."""
+def train(data_dir, out, resume, config, quiet, **settings) -> None:
+    """Train an orientation model (GPU when present), or load the one already trained on this data.
+
+    A checkpoint follows every epoch: after a stop, the same command with --resume goes on."""
     set_output(quiet, False)
     cfg = load(config, "train", settings)
     if not (data_dir / "manifest.parquet").is_file():
@@ -413,15 +420,19 @@ def train(data_dir, out, config, quiet, **settings) -> None:
     from orient_model.model.registry import default_models_dir
 
     command = " ".join(["orient", *sys.argv[1:]])
-    with prefect_api() as server:
-        folder = run_flow(
-            server,
-            train_flow,
-            data_dir=str(data_dir),
-            models_dir=str(out or default_models_dir()),
-            config=cfg,
-            command=command,
-        )
+    try:
+        with prefect_api() as server:
+            folder = run_flow(
+                server,
+                train_flow,
+                data_dir=str(data_dir),
+                models_dir=str(out or default_models_dir()),
+                config=cfg,
+                command=command,
+                resume=resume,
+            )
+    except KeyboardInterrupt:
+        fail("interrupted; the same command with --resume goes on from the last finished epoch")
     click.echo(f"model: {folder}")
 
 

@@ -1,7 +1,9 @@
 """Flows that make training copies and train (or load) an orientation model."""
 
+import contextlib
 import json
 import shlex
+import shutil
 import sys
 import time
 from collections import Counter
@@ -21,6 +23,7 @@ from orient_model.model.int8 import add_int8
 from orient_model.model.promotion import quality_gate
 from orient_model.model.registry import find_trained, load_model, save_model, training_key
 from orient_model.model.train import TrainingError, fit
+from orient_model.model.train_costs import capped_photos
 from orient_model.pool import OPERATOR_REVIEW, PoolPhoto, check_upright, merge, upright_folders
 from orient_model.training_set import (
     SPLITS,
@@ -181,15 +184,25 @@ def whole_photos(data_dir: str) -> dict[str, list[tuple[str, list[str]]]]:
     return out
 
 
+def run_folder(data_dir: str, key: str) -> Path:
+    """Where a training run keeps its cached features and its checkpoint until its model is saved."""
+    return Path(data_dir) / ".training" / key[:16]
+
+
 @task(cache_policy=NO_CACHE)
-def fit_and_register(data_dir: str, models_dir: str, cfg: TrainConfig, key: str, card: dict) -> str:
+def fit_and_register(
+    data_dir: str, models_dir: str, cfg: TrainConfig, key: str, card: dict, resume: bool = False
+) -> str:
     progress = RunProgress("train", cfg.epochs, "training", every_s=10.0)
-    photos = whole_photos(data_dir)
+    photos = capped_photos(whole_photos(data_dir), cfg)
+    run_dir = run_folder(data_dir, key)
     result = fit(
         Path(data_dir),
         cfg,
         progress=lambda msg, frac, milestone: progress.report(frac, msg, milestone),
         photos=photos,
+        run_dir=run_dir,
+        resume=resume,
     )
     input_size = cfg.input_size or ARCHS[cfg.arch].input_size
     card = {
@@ -199,6 +212,8 @@ def fit_and_register(data_dir: str, models_dir: str, cfg: TrainConfig, key: str,
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "training_seconds": round(result.train_seconds, 1),
+        "interruptions": result.interruptions,
+        "photos_judged": {split: len(photos[split]) for split in ("calib", "test")},
         "history": result.history,
         **result.metrics,
         "calibration": result.calibration,
@@ -216,6 +231,9 @@ def fit_and_register(data_dir: str, models_dir: str, cfg: TrainConfig, key: str,
     )
     if cfg.int8:
         add_int8_network(folder, data_dir, photos, cfg)
+    shutil.rmtree(run_dir, ignore_errors=True)  # the model is saved: its features and checkpoint are spent
+    with contextlib.suppress(OSError):
+        run_dir.parent.rmdir()  # .training too, unless another run's are kept there
     return str(folder)
 
 
@@ -247,9 +265,14 @@ def add_int8_network(folder: Path, data_dir: str, photos: dict, cfg: TrainConfig
 @flow(name="train", log_prints=True)
 @fail_cleanly
 def train(
-    data_dir: str, models_dir: str, config: TrainConfig | None = None, command: str | None = None
+    data_dir: str,
+    models_dir: str,
+    config: TrainConfig | None = None,
+    command: str | None = None,
+    resume: bool = False,
 ) -> str:
-    """Train an orientation model on a training set, or load the one already trained on it."""
+    """Train an orientation model on a training set, or load the one already trained on it;
+    ``resume`` goes on from the last finished epoch of a stopped run with the same data and settings."""
     cfg = config or TrainConfig()
     logger = get_run_logger()
     manifest = manifest_path(Path(data_dir))
@@ -278,7 +301,7 @@ def train(
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     logger.info(f"training {cfg.arch} on {len(sources)} photos from {data_dir}")
-    folder = fit_and_register(data_dir, models_dir, cfg, key, card)
+    folder = fit_and_register(data_dir, models_dir, cfg, key, card, resume)
     card = json.loads((Path(folder) / "card.json").read_text())
     create_markdown_artifact(model_card_markdown(card), key="model-card", description="Trained model")
     if not card["quality_gate"]["passed"]:

@@ -84,6 +84,16 @@ class TrainConfig(_Section):
     cache_passes: int = Field(
         4, ge=1, description="augmented passes over the copies to cache (with freeze: early)"
     )
+    max_val_photos: int | None = Field(
+        1000,
+        ge=1,
+        description="validation photos used at most (their copies: early stopping); null: all",
+    )
+    max_calibration_photos: int | None = Field(
+        2000,
+        ge=1,
+        description="calibration photos used at most (temperatures, certified threshold); null: all",
+    )
     scan_look: float = Field(1.0, ge=0.0, le=2.0, description="strength of scanned-print effects (0: none)")
     views: int = Field(
         3, ge=1, le=3, description="square views along the long side that prediction votes over"
@@ -242,6 +252,6 @@ def dump_defaults() -> str:
         for field, info in section.model_fields.items():
             default = info.get_default(call_default_factory=True)
             entry = f"  {field}: {_yaml_value(default)}"
-            lines.append(f"{entry:<30}# {info.description}")
+            lines.append(f"{entry + ' ':<30}# {info.description}")  # a comment needs a space before it
         lines.append("")
     return "\n".join(lines)

@@ -18,6 +18,9 @@ def test_tiny_cnn_learns_orientation_well_above_chance(tiny_model):
     card = json.loads((tiny_model / "card.json").read_text())
     assert card["val_accuracy"] > 0.8  # chance is 0.25
     assert card["architecture"] == "tiny" and card["device"] == "cpu"
+    assert card["interruptions"] == []  # trained in one sitting
+    # its checkpoint and cached features are spent once the model is saved
+    assert not (tiny_model.parents[1] / "data" / ".training").exists()
     for key in (
         "input_size",
         "normalization",

@@ -12,6 +12,11 @@ def model_card_markdown(card: dict, max_error: float = 0.01) -> str:
         f"trained {card.get('training_seconds', 0):.0f} s on {card.get('device')}, best epoch "
         f"{card.get('best_epoch')} of {card.get('epochs_run')}."
     )
+    for stop in card.get("interruptions") or []:
+        lines.append(
+            f"Stopped after epoch {stop['stopped_after_epoch']} (its checkpoint written "
+            f"{stop['last_checkpoint_at']}), resumed {stop['resumed_at']}."
+        )
     if "val_accuracy" in card:
         voted = card.get("val_accuracy_tta")  # only without calibration photos
         lines.append(

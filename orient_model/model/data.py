@@ -76,6 +76,9 @@ class CopiesDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         with Image.open(path) as f:
+            # Copies made larger than the network looks (--copy-size 768 for 224 px) decode at a
+            # fraction of their size (JPEG's own scaling, the same both ways), never below it.
+            f.draft("RGB", (self.input_size, self.input_size))
             img = f.convert("RGB")
         if self.train:
             if self.scan_look > 0:

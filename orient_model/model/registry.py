@@ -72,9 +72,14 @@ class LoadedModel:
         return self.tta_temperature if looking.tta else self.temperature
 
 
+def learning_settings(settings: dict) -> dict:
+    """The settings of a training config (``model_dump()``) that its model's weights depend on."""
+    return {k: v for k, v in settings.items() if k not in _NOT_IN_KEY}
+
+
 def training_key(manifest_sha256: str, cfg: TrainConfig) -> str:
     """Identity of a training run: same manifest and same learning settings -> same model."""
-    settings = {k: v for k, v in cfg.model_dump().items() if k not in _NOT_IN_KEY}
+    settings = learning_settings(cfg.model_dump())
     blob = json.dumps({"manifest": manifest_sha256, "config": settings}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 

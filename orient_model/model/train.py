@@ -17,9 +17,8 @@ show it.
 
 from __future__ import annotations
 
-import copy
-import math
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from orient_model.config import TrainConfig
 from orient_model.errors import OrientError
@@ -38,12 +37,15 @@ from orient_model.model.calibration import (
     fit_temperature,
     nll,
 )
+from orient_model.model.checkpoint import RunState, load_checkpoint, resumed, save_checkpoint
 from orient_model.model.data import CopiesDataset
 from orient_model.model.device import resolve_device
 from orient_model.model.engine import TorchEngine
 from orient_model.model.evaluate import calibrate_and_test, lookings_for
+from orient_model.model.feature_cache import CachedBatches, cached_features
 from orient_model.model.predict import Predictor, voted_logits
 from orient_model.model.registry import LoadedModel
+from orient_model.model.train_costs import capped_photos, capped_val_sources, duration, projected_run
 
 # (message, fraction done, whether the message is a milestone worth always showing)
 Progress = Callable[[str, float, bool], None]
@@ -73,6 +75,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)
+    interruptions: list[dict] = field(default_factory=list)
 
 
 def seed_everything(seed: int) -> None:
@@ -84,7 +87,7 @@ def seed_everything(seed: int) -> None:
 def train_one_epoch(model, loader, optimizer, scheduler, criterion, device, scaler, cfg, progress, epoch):
     """One pass over the training data (or ``max_steps_per_epoch`` batches of it)."""
     model.train()
-    total = math.ceil(len(loader.dataset) / loader.batch_size)
+    total = len(loader)
     steps = min(total, cfg.max_steps_per_epoch or total)
     running, seen, t0 = 0.0, 0, time.perf_counter()
     for step, (inputs, labels) in enumerate(loader):
@@ -105,7 +108,9 @@ def train_one_epoch(model, loader, optimizer, scheduler, criterion, device, scal
         seen += len(labels)
         if progress:
             progress(
-                f"epoch {epoch + 1}: step {step + 1}/{steps}, loss {running / seen:.3f}",
+                f"epoch {epoch + 1}: step {step + 1}/{steps}, loss {running / seen:.3f}, "
+                f"about {duration((time.perf_counter() - t0) / (step + 1) * (steps - step - 1))} "
+                "left of this epoch",
                 (epoch + (step + 1) / steps) / cfg.epochs,
                 False,
             )
@@ -145,11 +150,19 @@ def evaluate_voted(model, loader, device) -> EvalResult:
     )
 
 
-def load_data(data_dir: Path, cfg: TrainConfig, input_size: int, mean, std, sources: set[str] | None = None):
+def load_data(
+    data_dir: Path,
+    cfg: TrainConfig,
+    input_size: int,
+    mean,
+    std,
+    sources: set[str] | None = None,
+    val_sources: set[str] | None = None,
+):
     train_set = CopiesDataset(
         data_dir, "train", input_size, mean, std, train=True, scan_look=cfg.scan_look, sources=sources
     )
-    val_set = CopiesDataset(data_dir, "val", input_size, mean, std, train=False)
+    val_set = CopiesDataset(data_dir, "val", input_size, mean, std, train=False, sources=val_sources)
     if len(train_set) == 0:
         raise TrainingError(
             f"no training copies under {Path(data_dir) / 'train'}; run make-training-set first"
@@ -189,35 +202,6 @@ def validation_metrics(result: EvalResult, temperature: float) -> dict:
     }
 
 
-@torch.inference_mode()
-def cache_features(
-    early: nn.Module,
-    loader: DataLoader,
-    passes: int,
-    device,
-    progress: Progress | None,
-    what: str = "training",
-    dtype: torch.dtype = torch.float16,
-) -> TensorDataset:
-    """Every copy, augmented afresh on each pass, through the frozen early stages (training
-    copies in half precision: about 30 kB a copy for efficientnet_lite0 at 224 px)."""
-    early.eval()
-    feats, labels = [], []
-    total = passes * len(loader)
-    for p in range(passes):
-        for i, (images, y) in enumerate(loader):
-            x = images.to(device).contiguous(memory_format=torch.channels_last)
-            feats.append(early(x).to(dtype).cpu())
-            labels.append(y)
-            if progress:
-                progress(
-                    f"caching {what} features: pass {p + 1}/{passes}, batch {i + 1}/{len(loader)}",
-                    0.0,
-                    (p * len(loader) + i + 1) == total,
-                )
-    return TensorDataset(torch.cat(feats), torch.cat(labels))
-
-
 def fit(
     data_dir: Path,
     cfg: TrainConfig,
@@ -225,6 +209,8 @@ def fit(
     photos: dict | None = None,
     sources: set[str] | None = None,
     judge_copies: bool = True,
+    run_dir: Path | None = None,
+    resume: bool = False,
 ) -> FitResult:
     """Train ``cfg.arch`` on the copies in ``data_dir``; returns the best model, calibrated.
 
@@ -232,31 +218,59 @@ def fit(
     never learns from; without calibration photos the validation copies give the temperatures
     and there is no certified threshold. ``sources`` trains on those photos' copies only;
     ``judge_copies=False`` skips voting over the validation copies (a caller judging whole photos).
+    ``run_dir`` keeps the cached features and a checkpoint after every epoch; with ``resume``
+    the run goes on from the last checkpoint there (a temporary folder without ``run_dir``).
     """
+    threads = torch.get_num_threads()  # the run may choose fewer (see train_costs.fastest_threads)
+    with tempfile.TemporaryDirectory(prefix="orient-train-") as scratch:
+        run_dir = Path(run_dir) if run_dir else Path(scratch)
+        try:
+            return _fit(
+                data_dir, cfg, progress, capped_photos(photos, cfg), sources, judge_copies, run_dir, resume
+            )
+        finally:
+            torch.set_num_threads(threads)
+
+
+def _fit(data_dir, cfg, progress, photos, sources, judge_copies, run_dir: Path, resume: bool) -> FitResult:
     seed_everything(cfg.seed)
+    say = progress or (lambda message, fraction, milestone: None)
     device = resolve_device(cfg.device)
     spec = ARCHS[cfg.arch]
     input_size = cfg.input_size or spec.input_size
-    train_loader, val_loader = load_data(data_dir, cfg, input_size, spec.mean, spec.std, sources)
+    val_sources = capped_val_sources(data_dir, cfg)
+    train_loader, val_loader = load_data(data_dir, cfg, input_size, spec.mean, spec.std, sources, val_sources)
     model = build_model(cfg.arch, weights=cfg.weights).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    checkpoint = load_checkpoint(run_dir)
+    if checkpoint is not None and not resume:
+        say(
+            f"a stopped run's checkpoint (after epoch {checkpoint['epoch']}) is not resumed: starting over",
+            0.0,
+            True,
+        )
+        checkpoint = None
+    elif resume and checkpoint is None:
+        say("nothing to resume: no checkpoint of this run yet, starting from the first epoch", 0.0, True)
     start = time.perf_counter()
     if cfg.freeze == "early":
         early, late = split_stages(model)
         for p in early.parameters():
             p.requires_grad_(False)
-        cached = cache_features(early, train_loader, cfg.cache_passes, device, progress)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        train_loader = DataLoader(cached, batch_size=cfg.batch_size, shuffle=True, generator=gen)
-        trained, trainable = late, [p for p in late.parameters() if p.requires_grad]
-        # The validation copies are not augmented: through the frozen stages once, in full
-        # precision (late(early(x)) == model(x)), not again every epoch.
-        val_features = cache_features(early, val_loader, 1, device, progress, "validation", torch.float32)
-        judged, judged_loader = late, DataLoader(val_features, batch_size=val_loader.batch_size)
+        if checkpoint is None:
+            say(projected_run(early, late, train_loader, val_loader, photos, cfg, device), 0.0, True)
+        else:
+            torch.set_num_threads(checkpoint.get("threads") or torch.get_num_threads())
+        train_cache, val_cache = cached_features(early, train_loader, val_loader, cfg, device, run_dir, say)
+        seed_everything(cfg.seed)  # the epochs draw the same whether the features were made now or found
+        shuffle = torch.Generator().manual_seed(cfg.seed)
+        train_loader = CachedBatches(train_cache, cfg.batch_size, shuffle)
+        trained, judged, judged_loader = late, late, CachedBatches(val_cache, val_loader.batch_size)
     else:
-        trained, trainable = model, list(model.parameters())
-        judged, judged_loader = model, val_loader
+        shuffle = train_loader.generator
+        trained, judged, judged_loader = model, model, val_loader
+    trainable = [p for p in trained.parameters() if p.requires_grad]
     steps_per_epoch = min(len(train_loader), cfg.max_steps_per_epoch or len(train_loader))
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -264,33 +278,37 @@ def fit(
     )
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
-
-    best_state, best_key, best_epoch, stale = None, None, 0, 0
-    history: list[dict] = []
-    for epoch in range(cfg.epochs):
+    run = RunState()
+    if checkpoint is not None:
+        run = resumed(checkpoint, cfg, model, optimizer, scheduler, scaler, shuffle)
+        say(
+            f"resuming after epoch {run.epoch} of {cfg.epochs} (checkpoint of {checkpoint['saved_at']})",
+            run.epoch / cfg.epochs,
+            True,
+        )
+    for epoch in range(run.epoch, cfg.epochs):
+        if run.stale >= cfg.patience:
+            break
+        epoch_start = time.perf_counter()
         stats = train_one_epoch(
             trained, train_loader, optimizer, scheduler, criterion, device, scaler, cfg, progress, epoch
         )
         val = evaluate(judged, judged_loader, nn.CrossEntropyLoss(), device)
-        history.append({"epoch": epoch + 1, **stats, "val_loss": val.loss, "val_accuracy": val.accuracy})
-        if progress:
-            progress(
-                f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats['train_loss']:.3f}, "
-                f"val loss {val.loss:.3f}, val accuracy {val.accuracy:.1%}, {stats['images_per_s']:.1f} images/s",
-                (epoch + 1) / cfg.epochs,
-                True,
-            )
-        key = (val.accuracy, -val.loss)
-        if best_key is None or key > best_key:
-            best_state, best_key, best_epoch, stale = copy.deepcopy(model.state_dict()), key, epoch + 1, 0
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                if progress:
-                    progress(f"early stop: no validation gain for {stale} epochs", 1.0, True)
-                break
-    train_seconds = time.perf_counter() - start
-    model.load_state_dict(best_state)
+        run.record(model, stats, val.accuracy, val.loss, time.perf_counter() - epoch_start)
+        seconds = time.perf_counter() - start
+        save_checkpoint(run_dir, run.checkpoint(cfg, model, optimizer, scheduler, scaler, shuffle, seconds))
+        left = (cfg.epochs - epoch - 1) * run.history[-1]["seconds"]
+        say(
+            f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats['train_loss']:.3f}, "
+            f"val loss {val.loss:.3f}, val accuracy {val.accuracy:.1%}, {stats['images_per_s']:.1f} images/s; "
+            f"checkpoint saved{f', about {duration(left)} of epochs left' if left else ''}",
+            (epoch + 1) / cfg.epochs,
+            True,
+        )
+        if run.stale >= cfg.patience:
+            say(f"early stop: no validation gain for {run.stale} epochs", 1.0, True)
+    train_seconds = run.seconds_before + time.perf_counter() - start
+    model.load_state_dict(run.best_state)
     model = model.to(memory_format=torch.contiguous_format).eval()
     final = evaluate(judged, judged_loader, nn.CrossEntropyLoss(), device)
     temperature = fit_temperature(final.logits, final.labels)
@@ -299,11 +317,12 @@ def fit(
         temperature,
         temperature,
         str(device),
-        len(history),
-        best_epoch,
+        len(run.history),
+        run.best_epoch,
         train_seconds,
-        history,
+        run.history,
         validation_metrics(final, temperature),
+        interruptions=run.interruptions,
     )
     if photos and photos.get("calib"):
         judge_on_photos(result, cfg, input_size, photos, progress)

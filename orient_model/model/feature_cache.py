@@ -1,0 +1,180 @@
+"""Features of the frozen early stages, made once per augmented copy and kept on disk.
+
+With frozen early stages, sending every copy through them again each epoch would repeat the
+costliest layers (and the decoding and augmentation before them) for the same result. So each
+augmented copy goes through them once, into a float16 file that is memory-mapped, not loaded: at
+20,000 photos the training copies' features are about 4.5 GB (31 kB a copy for
+efficientnet_lite0 at 224 px), which the page cache holds as far as memory allows and the disk
+holds the rest. A cache is complete only once its ``meta.json`` is written (last, atomically),
+naming what made it; a run that finds a complete cache with the same identity reads it (a
+resumed run sees exactly the features the stopped one saw), anything else is made afresh.
+
+float16 keeps about three significant digits; the later stages' predictions on float16
+features match those on the float32 ones (``tests/test_train_resume.py`` checks the tolerance,
+``benchmarks/epoch_costs.py`` measures the agreement on real weights). The validation copies,
+far fewer, keep float32, so validation on their features equals the whole network's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from orient_model.archive.atomic import atomic_write_bytes
+from orient_model.config import TrainConfig
+from orient_model.model.data import CopiesDataset
+from orient_model.model.train_costs import duration, usable_cores
+
+META = "meta.json"
+
+
+class FeatureCache:
+    """Memory-mapped features (``N x C x H x W``; float16 for training copies) and their labels."""
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray) -> None:
+        self.features, self.labels = features, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float32 features and labels of ``indices`` (read in file order: fewer page faults)."""
+        rows = np.sort(indices.numpy())
+        feats = torch.from_numpy(np.ascontiguousarray(self.features[rows])).float()
+        return feats, torch.from_numpy(self.labels[rows])
+
+
+class CachedBatches:
+    """Batches over a :class:`FeatureCache`, reshuffled each pass by ``generator`` (whose state a
+    checkpoint keeps, so a resumed run draws the same order), or in order without one."""
+
+    def __init__(self, cache: FeatureCache, batch_size: int, generator: torch.Generator | None = None):
+        self.cache, self.batch_size, self.generator = cache, batch_size, generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.cache) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.cache)
+        order = torch.randperm(n, generator=self.generator) if self.generator else torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            yield self.cache.batch(order[start : start + self.batch_size])
+
+
+def open_cache(directory: Path, identity: dict) -> FeatureCache | None:
+    """The complete cache in ``directory`` made for ``identity``, or None."""
+    meta = Path(directory) / META
+    if not meta.is_file() or json.loads(meta.read_text()).get("identity") != identity:
+        return None
+    features = np.load(directory / "features.npy", mmap_mode="r")
+    return FeatureCache(features, np.load(directory / "labels.npy"))
+
+
+@torch.inference_mode()
+def write_cache(
+    directory: Path,
+    identity: dict,
+    early: nn.Module,
+    loader: DataLoader,
+    passes: int,
+    device: torch.device,
+    progress: Callable[[int, int], None] | None = None,
+    dtype: type = np.float16,
+) -> FeatureCache:
+    """Every copy of ``loader``, augmented afresh on each pass, through ``early`` into
+    ``directory`` as ``dtype`` (replacing whatever was there); ``progress(copies done, copies)``."""
+    directory = Path(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    early.eval()
+    total, done, features = passes * len(loader.dataset), 0, None
+    labels = np.empty(total, dtype=np.int64)
+    for _ in range(passes):
+        for images, y in loader:
+            out = early(images.to(device).contiguous(memory_format=torch.channels_last))
+            if features is None:
+                shape = (total, *out.shape[1:])
+                features = np.lib.format.open_memmap(directory / "features.npy", "w+", dtype, shape)
+            features[done : done + len(y)] = out.float().cpu().numpy()
+            labels[done : done + len(y)] = y.numpy()
+            done += len(y)
+            if progress:
+                progress(done, total)
+    features.flush()
+    np.save(directory / "labels.npy", labels)
+    atomic_write_bytes(directory / META, json.dumps({"identity": identity, "copies": total}).encode())
+    return open_cache(directory, identity)
+
+
+def cache_identity(cfg: TrainConfig, dataset: CopiesDataset, passes: int) -> dict:
+    """Everything the cached features of ``dataset`` depend on: the same identity, the same features."""
+    copies = hashlib.sha256("\n".join(str(path) for path, _ in dataset.samples).encode()).hexdigest()
+    weights = Path(cfg.weights)
+    if weights.is_file():  # a file of weights (retraining from the current model) can change
+        stat = weights.stat()
+        weights = f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return {
+        "copies": copies,
+        "train": dataset.train,
+        "passes": passes,
+        "weights": str(weights),
+        **{k: getattr(cfg, k) for k in ("arch", "input_size", "seed", "scan_look", "workers", "batch_size")},
+    }
+
+
+@contextmanager
+def threads_beside(workers: int, device: torch.device):
+    """PyTorch threads that leave a core to each loader process while copies are decoded and
+    augmented beside the network: two threads and two loader processes on two cores wait for
+    each other (on this machine, busy, caching ran at 7.6 copies/s so, 14.0 with one thread:
+    ``benchmarks/epoch_costs.py --loading``)."""
+    before = torch.get_num_threads()
+    if workers > 0 and device.type == "cpu":
+        torch.set_num_threads(max(1, min(before, usable_cores() - workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def cached_features(
+    early: nn.Module, train_loader, val_loader, cfg: TrainConfig, device, run_dir: Path, say
+) -> tuple[FeatureCache, FeatureCache]:
+    """The training copies' features (float16, ``cfg.cache_passes`` augmented passes) and the
+    validation copies' (float32, so validation on them equals the whole network's), made once
+    into ``run_dir`` or found there complete."""
+    caches = []
+    for what, loader, passes, dtype in (
+        ("training", train_loader, cfg.cache_passes, np.float16),
+        ("validation", val_loader, 1, np.float32),
+    ):
+        folder, identity = run_dir / f"{what}-features", cache_identity(cfg, loader.dataset, passes)
+        cache = open_cache(folder, identity)
+        if cache is not None:
+            say(f"{what} features: {len(cache)} copies already cached", 0.0, True)
+        else:
+            started = time.perf_counter()
+
+            def report(done: int, total: int, what=what, started=started) -> None:
+                left = (time.perf_counter() - started) / done * (total - done)
+                say(
+                    f"caching {what} features: {done}/{total} copies, about {duration(left)} left",
+                    0.0,
+                    done == total,
+                )
+
+            with threads_beside(loader.num_workers, torch.device(device)):
+                cache = write_cache(folder, identity, early, loader, passes, device, report, dtype)
+        caches.append(cache)
+    return caches[0], caches[1]
