@@ -132,3 +132,20 @@ def test_an_aborted_runs_half_written_report_is_cleared_by_the_next_run(
     theirs.write_text("kept")
     run_with_decisions(archive, apply=apply, state_dir=state)
     assert not leftover.exists() and theirs.read_text() == "kept"
+
+
+# risks ------------------------------------------------------------------ undo without a journal
+
+
+def test_undo_with_the_journal_deleted_restores_from_the_report_and_the_backups(archive: Path) -> None:
+    from orient_model.archive.paths import STATE_DIRNAME
+
+    originals = archive_contents(archive)
+    run = run_with_decisions(archive)
+    journal = archive / STATE_DIRNAME / "journal.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{journal}{suffix}").unlink(missing_ok=True)
+    said: list[str] = []
+    result = undo_run(str(run.report_path), announce=said.append)
+    assert result.from_report_only and any("journal is missing" in line for line in said)
+    assert archive_contents(archive) == originals

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orient_model.archive.changes import Archive, UndoOutcome, archive_lock, state_dir, undo_from_report
-from orient_model.archive.journal import JournalDamaged
+from orient_model.archive.journal import JOURNAL_NAME, JournalDamaged
 from orient_model.errors import OrientError
 from orient_model.report import read_report, run_config_of
 
@@ -78,6 +78,12 @@ def undo_run(
     )
     announce(f"{'checking' if dry_run else 'undoing'} run {run_id} in archive {root}")
     with archive_lock(root, f"undo-{run_id}"):
+        if rows is not None and not (state_dir(root) / JOURNAL_NAME).exists():
+            announce(
+                "warning: the archive's journal is missing; restoring from the report and the backups instead"
+            )
+            outcomes = undo_from_report(root, rows, state_dir(root) / "backup", paths, dry_run)
+            return UndoResult(run_id, root, outcomes, from_report_only=True)
         try:
             with Archive(root) as arch:
                 return UndoResult(run_id, root, arch.undo(run_id, report, paths, dry_run))
