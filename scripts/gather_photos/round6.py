@@ -9,13 +9,13 @@ scene classification set (150x150), a cats-and-dogs set (own sizes) and the 15-s
 is saved as its original bytes, anything else is re-encoded as corpus.py does.
 
 Too many photos to look at one by one: the shipped model triages them (``--triage FILE``: the
-centre view at four quarter turns, calibrated). The photos it calls turned with high confidence
-and a random sample of the rest are put on contact sheets (``--sheets DIR``) and decided by eye
+centre view seen upright and upside down). The photos it calls turned with high confidence (a
+quarter turn other than 0 at 0.9 or more) and a random sample of all candidates are put on contact sheets (``--sheets DIR``) and decided by eye
 in review6.json; the rest are kept unseen, and the random sample's measured bad share says how
 many bad ones that leaves (README.md, "Round 6").
 
 Exact and near duplicates are dropped against every photo already in PHOTOS (rounds 1-5), the
-independent evaluation photos (EVALPHOTOS), the demo photos, the held-out hashes (HOLDOUT: a
+independent evaluation photos (EVALPHOTOS), the demo photos, the held-out hashes (HOLDOUT_DHASH: a
 64-bit dHash within Hamming distance 6 of a listed one, in any of the four quarter turns) and
 each other.
 
@@ -24,9 +24,13 @@ PHOTOS/<source>/<source>__<path>.jpg, appends the new records to PHOTOS/sources.
 PHOTOS/dropped6.json.
 
     bash fetch_sources.sh                                        # repositories (see README.md)
-    python round6.py --triage /tmp/triage6.tsv                   # the model's triage (resumable)
-    python round6.py --triage /tmp/triage6.tsv --sheets /tmp/s6  # contact sheets to review
+    python round6.py --triage /tmp/triage6.tsv --triage-only     # the model's triage (resumable)
+    python round6.py --triage /tmp/triage6.tsv --sheets /tmp/s6 --unseen  # contact sheets to review
     python round6.py                                             # add round 6 to PHOTOS
+
+Decisions go into review6.json as in rounds 3-5 (``drop`` by reason, ``seen``). With
+ROUND6_WITHOUT_EARLIER=1 the de-duplication leaves out the earlier corpus and the evaluation
+photos (a trial on the new sources alone; never for the corpus itself).
 """
 
 from __future__ import annotations
