@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Fetch what round1_rebuild.py, round3.py, round4.py and round5.py read: the Debian packages (downloaded with
+# Fetch what round1_rebuild.py, round3.py, round4.py, round5.py and round6.py read: the Debian packages (downloaded with
 # apt-get, unpacked with dpkg -x, nothing installed) and the GitHub repositories at their pinned
-# commits (repos.json: rounds 3 to 5; jantic/DeOldify is pinned to an old commit, the last one
-# before its test images moved to Git LFS).
+# commits (repos.json: rounds 3 to 6; jantic/DeOldify is pinned to an old commit, the last one
+# before its test images moved to Git LFS; rathull/CTFs and afroozsheikh/Intel-Image-Classifier to
+# old commits that still hold MiniPlaces and the full-size Intel photos).
 #   DEBS=/tmp/pt/debs REPOS=/tmp/gh bash fetch_sources.sh
 # Without network access to GitHub, set REPO_MIRRORS to a folder of local copies of the repositories
 # (git directories, bare or not, named <owner>+<name>): each pinned commit's files are then written
