@@ -34,7 +34,8 @@ def _options_by_setting() -> dict[tuple[str, str], list[str]]:
             where = help_text.rsplit("config ", 1)[1].rstrip("]").strip()
             section, _, setting = where.partition(".")
             if setting == param.name:
-                found.setdefault((section, setting), []).append(f"{name} {param.opts[0]}")
+                flags = "/".join([*param.opts, *param.secondary_opts])
+                found.setdefault((section, setting), []).append(f"{name} {flags}")
     return found
 
 
@@ -45,7 +46,7 @@ def render() -> str:
     options = _options_by_setting()
     out: list[str] = []
     for section, model in SECTIONS.items():
-        out += [f"## `{section}`", "", f"Used by `{(model.__doc__ or section).strip()}`.", ""]
+        out += [f"## `{section}`: {(model.__doc__ or section).strip()}", ""]
         out += ["| setting | default | environment | option | description |"]
         out += ["| --- | --- | --- | --- | --- |"]
         for name, info in model.model_fields.items():
