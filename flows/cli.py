@@ -118,7 +118,18 @@ config_option = click.option(
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(_version(), prog_name="orient")
 def main() -> None:
-    """orient: find and fix the orientation of scanned photographs, safely, in batch."""
+    """orient: find and fix the orientation of scanned photographs, safely, in batch.
+
+    Start with `orient demo`, then `orient review orient-demo/archive`. Each command's options:
+    `orient COMMAND --help`; every setting with its default: `orient config`.
+
+    \b
+    Documentation: README.md, and the pages in docs/ (a MkDocs site):
+      .venv/bin/mkdocs serve    read it at http://127.0.0.1:8000
+      docs/safety.md            what is never lost, and how
+      docs/model.md             how sure it is: the certified bound, the figures
+      docs/cli.md               every command; docs/configuration.md: every setting
+    """
 
 
 # --------------------------------------------------------------------------- auto-rotate
