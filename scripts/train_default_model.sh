@@ -7,6 +7,8 @@
 # (LEFT_OUT) are skipped, so the shipped recipe is reproduced from a $PHOTOS that holds round 5 too.
 #   PHOTOS=/work/photos bash scripts/train_default_model.sh        # training copies, model, package
 #   PHOTOS=/work/photos bash scripts/train_default_model.sh data   # only the training copies ($WORK/data)
+#   PHOTOS=/work/photos WORK=/work/corpus LEFT_OUT="" RESUME=1 bash scripts/train_default_model.sh
+#       # the whole corpus (rounds 1-6): a run of hours, in sittings; RESUME=1 goes on from the last epoch
 #
 # Five sources are held out whole as test photos (other sources than those learnt from):
 # cszn-FFDNet (Kodak24, CBSD68, McMaster), scratch, kphotoalbum, piddnad-DDColor and Linzaer
@@ -15,16 +17,18 @@ set -euo pipefail
 PHOTOS=${PHOTOS:-/work/photos}
 WORK=${WORK:-/work/default-model}
 HELD_OUT=(cszn-FFDNet scratch kphotoalbum piddnad-DDColor Linzaer-Ultra-Light-Fast-Generic-Face-Detector-1MB)
-LEFT_OUT=(luanfujun-deep-photo-styletransfer Li-Chongyi-Zero-DCE chaimi2013-MRP elementary-wallpapers ukui-wallpapers)
+# Rounds 5 and 6 are not part of the shipped recipe; LEFT_OUT="" takes every folder.
+read -r -a LEFT_OUT <<< "${LEFT_OUT-luanfujun-deep-photo-styletransfer Li-Chongyi-Zero-DCE chaimi2013-MRP elementary-wallpapers ukui-wallpapers catsdogs imagenette intel miniplaces scene15}"
 held_args=() && upright=()
 for dir in "$PHOTOS"/*/; do
   name=$(basename "$dir")
-  if printf '%s\n' "${LEFT_OUT[@]}" | grep -qx "$name"; then continue; fi
+  if [ ${#LEFT_OUT[@]} -gt 0 ] && printf '%s\n' "${LEFT_OUT[@]}" | grep -qx "$name"; then continue; fi
   if printf '%s\n' "${HELD_OUT[@]}" | grep -qx "$name"; then held_args+=(--held-out-dirs "$dir"); else upright+=("$dir"); fi
 done
 orient make-training-set "${upright[@]}" "${held_args[@]}" --out "$WORK/data" --provenance "$PHOTOS/sources.json" \
   --trust-upright --crops-per-photo 3 --copy-size 256
 [ "${1:-}" = data ] && exit 0
 orient train "$WORK/data" --out "$WORK/models" --arch efficientnet_lite0 --weights package --input-size 224 \
-  --freeze early --cache-passes 1 --epochs 3 --patience 2 --batch-size 32 --lr 0.001 --workers 2 --views 3
+  --freeze early --cache-passes 1 --epochs 3 --patience 2 --batch-size 32 --lr 0.001 --workers 2 --views 3 \
+  ${RESUME:+--resume}
 python scripts/package_default_model.py "$WORK/models"
