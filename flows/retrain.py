@@ -23,7 +23,13 @@ from orient_model.errors import OrientError
 from orient_model.model.evaluate import score_photos
 from orient_model.model.predict import Looking, Predictor
 from orient_model.model.promotion import judge_pair
-from orient_model.model.registry import default_models_dir, load_model, promote, resolve_model_path
+from orient_model.model.registry import (
+    default_models_dir,
+    gate_passed,
+    load_model,
+    promote,
+    resolve_model_path,
+)
 from orient_model.pool import pseudo_labels, rising_bar, score_archive
 
 MIN_JUDGED = 30  # ground-truth photos needed before a challenger may replace the champion
@@ -67,8 +73,7 @@ def judge_and_maybe_promote(
     )
     card_path = Path(challenger_dir) / "card.json"
     card = json.loads(card_path.read_text())
-    gate = card.get("quality_gate", {"passed": True})
-    promoted = verdict.promote and gate.get("passed", False)
+    promoted = verdict.promote and gate_passed(card)
     card["promotion"] = {
         "decision": "promoted" if promoted else "kept the champion",
         "champion": champion.version,

@@ -149,3 +149,24 @@ def test_undo_with_the_journal_deleted_restores_from_the_report_and_the_backups(
     result = undo_run(str(run.report_path), announce=said.append)
     assert result.from_report_only and any("journal is missing" in line for line in said)
     assert archive_contents(archive) == originals
+
+
+def test_a_quality_gate_is_read_one_way_everywhere(tmp_path: Path) -> None:
+    """A gate that does not say it passed is a failed gate, for promotion and for the listing."""
+    import json
+
+    import torch
+
+    from orient_model.model.registry import PromotionRefused, gate_passed, list_models, promote
+
+    assert gate_passed({}) and gate_passed({"quality_gate": {"passed": True}})
+    assert not gate_passed({"quality_gate": {"reasons": ["odd"]}}) and not gate_passed(
+        {"quality_gate": "yes"}
+    )
+    models = tmp_path / "models"
+    (models / "v1").mkdir(parents=True)
+    torch.save({}, models / "v1" / "model.pt")
+    (models / "v1" / "card.json").write_text(json.dumps({"version": "v1", "quality_gate": {"reasons": []}}))
+    with pytest.raises(PromotionRefused, match="quality gate"):
+        promote("v1", models)
+    assert [m["quality_gate"] for m in list_models(models)] == [False]

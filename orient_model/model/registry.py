@@ -199,6 +199,13 @@ def default_models_dir() -> Path:
 CURRENT_FILE = "current.json"
 
 
+def gate_passed(card: dict) -> bool:
+    """Whether a card's model passed its quality gate: a card from before gates (no
+    ``quality_gate``) passed; a gate that does not say ``passed: true`` did not."""
+    gate = card.get("quality_gate")
+    return True if gate is None else bool(isinstance(gate, dict) and gate.get("passed") is True)
+
+
 def read_card(path: Path) -> dict:
     """A model card, or a :class:`ModelLoadError` naming the file when it is not a JSON object."""
     try:
@@ -258,8 +265,9 @@ def promote(version: str, models_dir: Path | None = None, why: str = "promoted b
     card_path = folder / "card.json"
     if not (folder / "model.pt").is_file() or not card_path.is_file():
         raise PromotionRefused(f"no model {version!r} in {models_dir}; `orient models` lists them")
-    gate = read_card(card_path).get("quality_gate", {"passed": True})
-    if not gate.get("passed", False):
+    card = read_card(card_path)
+    if not gate_passed(card):
+        gate = card.get("quality_gate") or {}
         raise PromotionRefused(
             f"model {version} failed its quality gate ({'; '.join(gate.get('reasons', []))}); "
             "it can never be current"
@@ -307,7 +315,7 @@ def list_models(models_dir: Path | None = None) -> list[dict]:
                 "trained_at": card.get("trained_at"),
                 "test_accuracy": test.get("accuracy"),
                 "coverage": test.get("coverage"),
-                "quality_gate": card.get("quality_gate", {}).get("passed", True),
+                "quality_gate": gate_passed(card),
                 "promotion": card.get("promotion", {}).get("decision"),
             }
         )
