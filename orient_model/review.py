@@ -783,9 +783,8 @@ def review_rows(run, log: Callable[[str], None] = print) -> Predicted:
                 continue
             while (
                 len(notes) < 8
-                and (change := run.archive.rotated_by(row.sha256_before)) is not None
+                and (change := run.archive.rotated_by(row.sha256_before, entry.rel_path)) is not None
                 and change.in_place
-                and change.rel_path == entry.rel_path
             ):
                 outcomes = run.archive.undo(change.run_id, None, [entry.rel_path])
                 refused = [o.message for o in outcomes if not o.ok]

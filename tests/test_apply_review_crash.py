@@ -154,3 +154,23 @@ def test_a_decided_photo_edited_before_apply_review_gets_a_row_saying_the_decisi
         assert displayed_rotation_problem(originals[rel], (root / rel).read_bytes(), WRONG[rel][0]) is None
     again = {r["path"]: r for r in read_report(apply_review_now(root, state)).to_pylist()}
     assert set(again) == {"box/c.jpg"}  # said again each time, nothing else to do
+
+
+def test_copies_of_one_photo_turned_wrongly_are_all_carried_out_in_one_apply_review(tmp_path: Path) -> None:
+    import shutil
+
+    photos = {"a.jpg": (90, (0.02, 0.02, 0.95, 0.01))}  # turned 180 by the run; needs 270 more
+    root, state = make_archive(tmp_path / "archive", photos, seed=4), tmp_path / "state"
+    original = (root / "a.jpg").read_bytes()
+    for name in ("b.jpg", "c.jpg"):
+        shutil.copy(root / "a.jpg", root / name)
+    judged_run(
+        root, state, apply="lossless", probs={n: photos["a.jpg"][1] for n in ("a.jpg", "b.jpg", "c.jpg")}
+    )
+    queue = ReviewQueue(root, state)
+    for item in queue.items():
+        queue.decide(item.id, 270, "ana")
+    rows = read_report(apply_review_now(root, state)).to_pylist()
+    assert sorted(r["path"] for r in rows if r["applied"]) == ["a.jpg", "b.jpg", "c.jpg"], rows
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        assert displayed_rotation_problem(original, (root / name).read_bytes(), 90) is None, name

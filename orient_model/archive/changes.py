@@ -129,9 +129,10 @@ class Archive:
 
     # ------------------------------------------------------------------ queries
 
-    def rotated_by(self, sha256: str) -> Change | None:
-        """The done change that produced a file with this hash, so a re-run leaves it alone."""
-        return self.journal.done_in_place_producing(sha256)
+    def rotated_by(self, sha256: str, rel_path: str | None = None) -> Change | None:
+        """The done change that produced a file with this hash (at ``rel_path``, when given), so a
+        re-run leaves it alone."""
+        return self.journal.done_in_place_producing(sha256, rel_path)
 
     def entries(self, run_id: str | None = None) -> list[Change]:
         return self.journal.changes(None if run_id is None else [run_id])

@@ -290,9 +290,12 @@ class Journal:
         """Changes a killed run left between 'planned' and 'done'."""
         return self._changes("state = 'planned'")
 
-    def done_in_place_producing(self, sha256: str) -> Change | None:
-        """The last done change in the archive that produced a file with this hash."""
+    def done_in_place_producing(self, sha256: str, rel_path: str | None = None) -> Change | None:
+        """The last done change in the archive that produced a file with this hash (at
+        ``rel_path`` only, when given: copies of one photo each have their own change)."""
         found = self._changes("sha256_after = ? AND state = 'done' AND target_root IS NULL", (sha256,))
+        if rel_path is not None:
+            found = [c for c in found if c.rel_path == rel_path]
         return found[-1] if found else None
 
     def last_done_at(self, target_root: Path | None, rel_path: str) -> Change | None:
