@@ -19,35 +19,18 @@ from flows.progress import RunProgress
 from orient_model.archive.state import archive_slug
 from orient_model.config import AutorotateConfig
 from orient_model.errors import OrientError
-from orient_model.pipeline import Predicted
 from orient_model.report import summary_markdown
 from orient_model.review import REVIEW_MODEL_VERSION, REVIEW_VIEW_KEY, review_rows
 from orient_model.run import AutorotateRun
 
 
 @task(cache_policy=NO_CACHE)
-def plan_decisions(run: AutorotateRun) -> Predicted:
-    """Read each file with a pending decision; overturned automatic turns get their original back."""
+def carry_out_decisions(archive_dir: str, apply: str, state_dir: str | None, report: str | None) -> dict:
+    """One run over the archive (its lock, journal, backups and report held here, never handed
+    between tasks): read each file with a pending decision, put back the automatic turns the
+    operator overturned, turn each as decided; returns the run's summary."""
     logger = get_run_logger()
-    return review_rows(run, log=logger.info)
-
-
-@task(cache_policy=NO_CACHE)
-def apply_decisions(run: AutorotateRun, planned: Predicted, progress: RunProgress) -> dict:
-    rows = run.finish_chunk(planned, progress.advance)
-    return {"rows": len(rows), "applied": sum(r.applied for r in rows)}
-
-
-@flow(name="apply-review", log_prints=True)
-@fail_cleanly
-def apply_review(
-    archive_dir: str, apply: str = "lossless", state_dir: str | None = None, report: str | None = None
-) -> dict:
-    """Turn every photo an operator decided needs turning (lossless by default); write a report."""
     cfg = AutorotateConfig(apply=apply)
-    if cfg.apply == "none":
-        raise OrientError("apply-review changes files: use --apply lossless or --apply exif")
-    logger = get_run_logger()
     with AutorotateRun(
         archive_dir,
         cfg,
@@ -57,14 +40,25 @@ def apply_review(
         state_dir=state_dir,
         log=logger.warning,
     ) as run:
-        planned = plan_decisions(run)
+        planned = review_rows(run, log=logger.info)
         turning = sum(r.action == "rotate" for r in planned.rows)
         logger.info(f"run {run.run_id}: {turning} photo(s) to turn as the operator decided, in {run.root}")
         progress = RunProgress("apply-review", max(turning, 1), "photos turned as decided")
-        apply_decisions(run, planned, progress)
-    summary = run.summary
-    publish(summary, archive_slug(str(run.root)))
-    return finished(summary, logger, "turned")
+        run.finish_chunk(planned, progress.advance)
+    return run.summary
+
+
+@flow(name="apply-review", log_prints=True)
+@fail_cleanly
+def apply_review(
+    archive_dir: str, apply: str = "lossless", state_dir: str | None = None, report: str | None = None
+) -> dict:
+    """Turn every photo an operator decided needs turning (lossless by default); write a report."""
+    if AutorotateConfig(apply=apply).apply == "none":
+        raise OrientError("apply-review changes files: use --apply lossless or --apply exif")
+    summary = carry_out_decisions(archive_dir, apply, state_dir, report)
+    publish(summary, archive_slug(summary["archive"]))
+    return finished(summary, get_run_logger(), "turned")
 
 
 def publish(summary: dict, slug: str) -> None:
