@@ -170,3 +170,31 @@ def test_a_quality_gate_is_read_one_way_everywhere(tmp_path: Path) -> None:
     with pytest.raises(PromotionRefused, match="quality gate"):
         promote("v1", models)
     assert [m["quality_gate"] for m in list_models(models)] == [False]
+
+
+def test_a_file_restored_while_the_journal_is_locked_is_reported_restored(archive: Path) -> None:
+    import sqlite3
+
+    from orient_model.archive.changes import Archive
+    from orient_model.archive.paths import STATE_DIRNAME
+
+    originals = archive_contents(archive)
+    run = run_with_decisions(archive)
+    holder: list[sqlite3.Connection] = []
+
+    def lock_the_journal(stage: str, rel: str) -> None:  # another process takes the journal
+        if stage == "restored" and not holder:
+            conn = sqlite3.connect(archive / STATE_DIRNAME / "journal.sqlite", isolation_level=None)
+            conn.execute("BEGIN EXCLUSIVE")
+            holder.append(conn)
+
+    with Archive(archive, on_stage=lock_the_journal) as arch:
+        arch.journal.conn.execute("PRAGMA busy_timeout = 50")
+        outcomes = arch.undo(run.run_id)
+    holder[0].execute("ROLLBACK")
+    holder[0].close()
+    assert archive_contents(archive) == originals
+    assert all(o.status in ("restored", "already") for o in outcomes), outcomes
+    assert any("not yet recorded" in o.message for o in outcomes)
+    again = undo_run(run.run_id, archive, announce=lambda line: None)  # records it; nothing to write
+    assert archive_contents(archive) == originals and not again.refused

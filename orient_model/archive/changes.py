@@ -480,10 +480,17 @@ class Archive:
                     )
                 place.replace(original, state, current)
                 self.on_stage("restored", name)
-                self.journal.set_state(change.id, "undone")
-                return UndoOutcome(
-                    name, "restored", f"restored the original from before run {change.run_id!r}", root
-                )
+                restored = f"restored the original from before run {change.run_id!r}"
+                try:
+                    self.journal.set_state(change.id, "undone")
+                except JournalError as exc:  # the file is restored: say so, and why the record waits
+                    return UndoOutcome(
+                        name,
+                        "restored",
+                        f"{restored} (not yet recorded: {exc}; undo again to record it)",
+                        root,
+                    )
+                return UndoOutcome(name, "restored", restored, root)
         except (OrientError, OSError) as exc:
             return UndoOutcome(name, "refused", f"not restored: {exc}", root)
 
