@@ -198,3 +198,12 @@ def test_a_file_restored_while_the_journal_is_locked_is_reported_restored(archiv
     assert any("not yet recorded" in o.message for o in outcomes)
     again = undo_run(run.run_id, archive, announce=lambda line: None)  # records it; nothing to write
     assert archive_contents(archive) == originals and not again.refused
+
+
+def test_a_runs_change_in_a_folder_that_later_got_its_own_state_stays_undoable(archive: Path) -> None:
+    originals = archive_contents(archive)
+    run = run_with_decisions(archive)
+    (archive / "sub" / ".orient").mkdir()  # sub/ became an archive of its own after the run
+    result = undo_run(str(run.report_path), announce=lambda line: None)
+    assert not result.refused, result.outcomes
+    assert archive_contents(archive) == originals

@@ -434,7 +434,9 @@ class Archive:
         if change.state == "undone":
             return UndoOutcome(name, "already", "already undone", root)
         try:
-            with self._tree_of(change).place(change.rel_path) as place:
+            # A folder that got its own .orient after the run is entered: the change is this
+            # archive's, and only the very bytes the run wrote are replaced.
+            with self._tree_of(change).place(change.rel_path, enter_nested=True) as place:
                 if place.lstat() is None:
                     current, state = None, None
                 else:

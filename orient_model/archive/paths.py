@@ -107,20 +107,26 @@ class Tree:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def place(self, rel_path: str, create_folders: bool = False) -> Place:
+    def place(self, rel_path: str, create_folders: bool = False, enter_nested: bool = False) -> Place:
         """The folder holding ``rel_path``, opened without following links, and the file's name.
 
         With ``create_folders`` missing folders are made (a mirror tree); otherwise a missing
-        folder raises ``FileNotFoundError``. A nested archive on the way is refused.
+        folder raises ``FileNotFoundError``. A nested archive on the way is refused, unless
+        ``enter_nested`` (undo putting back what this archive's own run changed there before the
+        folder got its own state).
         """
         parts = parts_of(rel_path)
         fd = os.dup(self.fd)
         for part in parts[:-1]:
-            fd = _open_child_dir(fd, part, rel_path, create_folders)  # consumes fd, even on failure
-        return Place(self, rel_path, fd, parts[-1])
+            fd = _open_child_dir(fd, part, rel_path, create_folders, enter_nested)  # consumes fd
+        place = Place(self, rel_path, fd, parts[-1])
+        place.enter_nested = enter_nested
+        return place
 
 
-def _open_child_dir(parent_fd: int, name: str, rel_path: str, create: bool) -> int:
+def _open_child_dir(
+    parent_fd: int, name: str, rel_path: str, create: bool, enter_nested: bool = False
+) -> int:
     """Open folder ``name`` inside ``parent_fd`` without following a link; closes ``parent_fd``."""
     try:
         try:
@@ -141,6 +147,8 @@ def _open_child_dir(parent_fd: int, name: str, rel_path: str, create: bool) -> i
             raise
     finally:
         os.close(parent_fd)
+    if enter_nested:
+        return child
     try:
         os.stat(STATE_DIRNAME, dir_fd=child, follow_symlinks=False)
     except FileNotFoundError:
@@ -156,6 +164,7 @@ class Place:
 
     def __init__(self, tree: Tree, rel_path: str, dir_fd: int, name: str) -> None:
         self.tree, self.rel_path, self.dir_fd, self.name = tree, rel_path, dir_fd, name
+        self.enter_nested = False
         self.folder_identity = _identity(os.fstat(dir_fd))
 
     def close(self) -> None:
@@ -222,7 +231,7 @@ class Place:
     def check_in_place(self) -> None:
         """The path, walked again from the root now, still leads to the folder we hold."""
         try:
-            with self.tree.place(self.rel_path) as again:
+            with self.tree.place(self.rel_path, enter_nested=self.enter_nested) as again:
                 if again.folder_identity != self.folder_identity:
                     raise ChangedSinceRead(
                         f"{self.rel_path}: a folder on its way was moved or replaced during the run; "
