@@ -80,7 +80,9 @@ class AutorotateRun:
             raise OrientError(
                 "--out-dir writes corrected copies, so it needs --apply lossless or --apply exif"
             )
-        self.folders = state_folders(self.root, self.applies, state_dir)
+        # A mirror run changes nothing in the archive, so it keeps its state outside it too (a
+        # read-only archive can be mirrored).
+        self.folders = state_folders(self.root, self.applies and self.out_dir is None, state_dir)
         if self.out_dir is not None:
             check_mirror_folder(self.root, self.out_dir, self.folders.primary)
         self.run_id = run_id or new_run_id()

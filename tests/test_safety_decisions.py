@@ -76,20 +76,21 @@ def test_4_swapped_backups_in_the_journal_cannot_put_one_photo_in_another_ones_p
 
 
 def test_4_a_mirror_copy_is_restored_only_to_what_orient_wrote_there(archive: Path, tmp_path: Path) -> None:
-    out = tmp_path / "corrected"
-    run_with_decisions(archive, 90, out_dir=out)
-    second = run_with_decisions(archive, 180, out_dir=out)
+    import sqlite3
+
+    out, state = tmp_path / "corrected", tmp_path / "state"
+    run_with_decisions(archive, 90, out_dir=out, state_dir=state)
+    second = run_with_decisions(archive, 180, out_dir=out, state_dir=state)
     mirrored = archive_contents(out)
-    (first_copy,) = _journal_sql(
-        archive,
-        "SELECT sha256_before FROM changes WHERE run_id = ? AND sha256_before IS NOT NULL LIMIT 1",
-        (second.run_id,),
-        fetch=True,
-    )
-    (other,) = _journal_sql(archive, "SELECT source_sha256 FROM changes LIMIT 1", fetch=True)
-    _journal_sql(
-        archive, "UPDATE changes SET sha256_before = ? WHERE sha256_before = ?", (other[0], first_copy[0])
-    )
+    conn = sqlite3.connect(state / "journal.sqlite")
+    with conn:
+        (first_copy,) = conn.execute(
+            "SELECT sha256_before FROM changes WHERE run_id = ? AND sha256_before IS NOT NULL LIMIT 1",
+            (second.run_id,),
+        ).fetchone()
+        (other,) = conn.execute("SELECT source_sha256 FROM changes LIMIT 1").fetchone()
+        conn.execute("UPDATE changes SET sha256_before = ? WHERE sha256_before = ?", (other, first_copy))
+    conn.close()
     with pytest.raises(JournalError, match="tampered"):
         undo_run(str(second.report_path), announce=lambda line: None)
     assert archive_contents(out) == mirrored
@@ -207,3 +208,23 @@ def test_a_runs_change_in_a_folder_that_later_got_its_own_state_stays_undoable(a
     result = undo_run(str(run.report_path), announce=lambda line: None)
     assert not result.refused, result.outcomes
     assert archive_contents(archive) == originals
+
+
+def test_a_mirror_run_keeps_its_state_outside_the_archive_and_stays_undoable(
+    archive: Path, tmp_path: Path
+) -> None:
+    """--out-dir changes nothing in the archive, so a read-only archive can be mirrored: its
+    journal, backups and reports go to the state folder, and undo finds them there."""
+    from orient_model.archive.paths import STATE_DIRNAME
+
+    before = archive_contents(archive)
+    out, state = tmp_path / "corrected", tmp_path / "state"
+    first = run_with_decisions(archive, 90, out_dir=out, state_dir=state)
+    copies = archive_contents(out)
+    second = run_with_decisions(archive, 180, out_dir=out, state_dir=state)
+    assert not (archive / STATE_DIRNAME).exists() and archive_contents(archive) == before
+    assert (state / "journal.sqlite").is_file() and first.report_path.parent == state / "reports"
+    undo_run(str(second.report_path), announce=lambda line: None)
+    assert archive_contents(out) == copies
+    undo_run(str(first.report_path), announce=lambda line: None)
+    assert archive_contents(out) == {} and not (archive / STATE_DIRNAME).exists()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from orient_model.archive.changes import Archive, UndoOutcome, archive_lock, state_dir, undo_from_report
 from orient_model.archive.journal import JOURNAL_NAME, JournalDamaged
+from orient_model.archive.state import default_state_dir
 from orient_model.errors import OrientError
 from orient_model.report import read_report, run_config_of
 
@@ -50,6 +51,7 @@ def undo_run(
 ) -> UndoResult:
     """Undo the run named by ``target`` (a report file, or a run id with ``archive``)."""
     rows: list[dict] | None = None
+    config: dict | None = None
     if target.endswith(".parquet") or os.path.isfile(target):
         if not os.path.isfile(target):
             raise OrientError(f"report not found: {target}")
@@ -61,12 +63,15 @@ def undo_run(
         if archive is None:
             raise OrientError(f"{target!r} is neither a report file nor (without --archive DIR) a run id")
         run_id, root = target, Path(archive)
-        default_report = state_dir(root) / "reports" / f"{run_id}.parquet"
-        if default_report.is_file():
-            rows = _report_rows(default_report)[1]
+        for folder in (state_dir(root), default_state_dir(root)):  # a mirror run's state is outside
+            default_report = folder / "reports" / f"{run_id}.parquet"
+            if default_report.is_file():
+                config, rows = _report_rows(default_report)
+                break
     if not root.is_dir():
         raise OrientError(f"archive directory not found: {root}")
     root = Path(os.path.realpath(root))
+    state = _state_of(root, config)
     report = (
         None
         if rows is None
@@ -77,19 +82,28 @@ def undo_run(
         }
     )
     announce(f"{'checking' if dry_run else 'undoing'} run {run_id} in archive {root}")
-    with archive_lock(root, f"undo-{run_id}"):
-        if rows is not None and not (state_dir(root) / JOURNAL_NAME).exists():
+    with archive_lock(root, f"undo-{run_id}", state):
+        if rows is not None and not (state / JOURNAL_NAME).exists():
             announce(
                 "warning: the archive's journal is missing; restoring from the report and the backups instead"
             )
-            outcomes = undo_from_report(root, rows, state_dir(root) / "backup", paths, dry_run)
+            outcomes = undo_from_report(root, rows, state / "backup", paths, dry_run)
             return UndoResult(run_id, root, outcomes, from_report_only=True)
         try:
-            with Archive(root) as arch:
+            with Archive(root, state) as arch:
                 return UndoResult(run_id, root, arch.undo(run_id, report, paths, dry_run))
         except JournalDamaged as exc:
             if rows is None:
                 raise
             announce(f"warning: {exc}; restoring from the report and the backups instead")
-            outcomes = undo_from_report(root, rows, state_dir(root) / "backup", paths, dry_run)
+            outcomes = undo_from_report(root, rows, state / "backup", paths, dry_run)
             return UndoResult(run_id, root, outcomes, from_report_only=True)
+
+
+def _state_of(root: Path, config: dict | None) -> Path:
+    """The state folder holding a run's journal and backups: the archive's own, or, for a run
+    that changed nothing in the archive (a mirror run), the one its report names."""
+    named = (config or {}).get("state_dir")
+    if (config or {}).get("out_dir") and named and Path(named).is_dir():
+        return Path(named)
+    return state_dir(root)
