@@ -1,0 +1,78 @@
+"""The insight report: every figure computed for real, for a tiny model trained on generated photos."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from orient_model import orientation
+from orient_model.insight import Caps, build_report, card_photos, folder_photos
+from orient_model.model.registry import load_model
+from orient_model.synthetic import scene
+
+pytestmark = pytest.mark.slow
+
+SECTIONS = (
+    "Behaviour by kind and source",
+    "Confusion matrix",
+    "Reliability",
+    "Risk and coverage",
+    "Where it fails",
+    "What it looks at",
+    "Where in the frame it looks, per answer",
+    "Units",
+    "First layer filters",
+)
+
+
+def embedded_pictures(page: str) -> list[Image.Image]:
+    pictures = []
+    for data in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page):
+        img = Image.open(io.BytesIO(base64.b64decode(data)))
+        img.load()  # decodes every pixel, or raises
+        pictures.append(img)
+    return pictures
+
+
+def test_the_report_has_every_section_and_its_figures_add_up(tiny_model, tmp_path):
+    loaded = load_model(tiny_model)
+    photos = card_photos(loaded.card)
+    assert {p.set for p in photos} == {"test", "calibration"}
+    page_path = build_report(loaded, photos, tmp_path / "insight", Caps(gallery=4, saliency=3, average=8))
+    page = page_path.read_text()
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in page, title
+    pictures = embedded_pictures(page)
+    assert len(pictures) >= len(SECTIONS) + 3  # several pictures in the gallery and the units
+    assert len(list(page_path.parent.glob("*.png"))) == len(pictures)
+    numbers = json.loads((page_path.parent / "insight.json").read_text())
+    assert numbers["photos"] == len(photos) and numbers["decisions"] == 4 * len(photos)
+    assert np.sum(numbers["confusion"]) == numbers["decisions"]
+    assert np.trace(numbers["confusion"]) / numbers["decisions"] == pytest.approx(numbers["accuracy"])
+    assert sum(b["decisions"] for b in numbers["reliability"]) == numbers["decisions"]
+    assert sum(g["photos"] for g in numbers["by_kind"].values()) == len(photos)
+    assert sum(numbers["average_map_decisions"]) == 4 * 8
+
+
+def test_a_folder_of_class_folders_is_labelled_by_the_turn_each_needs(tmp_path):
+    upright = scene(np.random.default_rng(4), 96, 64)
+    for turn in orientation.ROTATIONS:
+        folder = tmp_path / "box" / orientation.CLASS_NAMES[turn // 90]
+        folder.mkdir(parents=True)
+        orientation.apply(upright, orientation.COUNTER_CLOCKWISE[turn]).save(folder / "a.png")
+    photos = folder_photos(tmp_path)
+    assert sorted(p.turn_deg for p in photos) == list(orientation.ROTATIONS)
+    for photo in photos:
+        again = photo.upright(64)
+        assert again.size == upright.size and photo.source == "box"
+        assert np.abs(np.asarray(again, int) - np.asarray(upright, int)).max() == 0
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    upright.save(plain / "b.png")
+    assert [p.turn_deg for p in folder_photos(plain)] == [0]
