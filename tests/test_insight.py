@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from orient_model import orientation
-from orient_model.insight import Caps, build_report, card_photos, folder_photos
+from orient_model.insight import card_photos, folder_photos
 from orient_model.model.registry import load_model
 from orient_model.synthetic import scene
 
@@ -40,11 +40,17 @@ def embedded_pictures(page: str) -> list[Image.Image]:
     return pictures
 
 
-def test_the_report_has_every_section_and_its_figures_add_up(tiny_model, tmp_path):
-    loaded = load_model(tiny_model)
-    photos = card_photos(loaded.card)
+def test_orient_explain_writes_every_section_and_its_figures_add_up(tiny_model, tmp_path):
+    """By default on the model's own test and calibration photos (its card names them)."""
+    from click.testing import CliRunner
+
+    from flows.cli import main
+
+    photos = card_photos(load_model(tiny_model).card)
     assert {p.set for p in photos} == {"test", "calibration"}
-    page_path = build_report(loaded, photos, tmp_path / "insight", Caps(gallery=4, saliency=3, average=8))
+    result = CliRunner().invoke(main, ["explain", "--model", str(tiny_model), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    page_path = tmp_path / "out" / "index.html"
     page = page_path.read_text()
     for title in SECTIONS:
         assert f"<h2>{title}</h2>" in page, title
@@ -57,7 +63,7 @@ def test_the_report_has_every_section_and_its_figures_add_up(tiny_model, tmp_pat
     assert np.trace(numbers["confusion"]) / numbers["decisions"] == pytest.approx(numbers["accuracy"])
     assert sum(b["decisions"] for b in numbers["reliability"]) == numbers["decisions"]
     assert sum(g["photos"] for g in numbers["by_kind"].values()) == len(photos)
-    assert sum(numbers["average_map_decisions"]) == 4 * 8
+    assert sum(numbers["average_map_decisions"]) == numbers["decisions"]  # fewer photos than the cap
 
 
 def test_a_folder_of_class_folders_is_labelled_by_the_turn_each_needs(tmp_path):
@@ -76,3 +82,21 @@ def test_a_folder_of_class_folders_is_labelled_by_the_turn_each_needs(tmp_path):
     plain.mkdir()
     upright.save(plain / "b.png")
     assert [p.turn_deg for p in folder_photos(plain)] == [0]
+
+
+def test_orient_explain_says_what_to_pass_when_the_cards_photos_are_elsewhere(tiny_model, tmp_path):
+    from click.testing import CliRunner
+
+    from flows.cli import main
+
+    moved = tmp_path / "model"
+    moved.mkdir()
+    card = json.loads((tiny_model / "card.json").read_text())
+    card["training_sources"] = [
+        {**s, "path": f"/nowhere/{s['sha256']}.jpg"} for s in card["training_sources"]
+    ]
+    (moved / "card.json").write_text(json.dumps(card))
+    (moved / "model.pt").write_bytes((tiny_model / "model.pt").read_bytes())
+    result = CliRunner().invoke(main, ["explain", "--model", str(moved)])
+    assert result.exit_code == 1
+    assert "not on this machine" in result.output and "--photos" in result.output
