@@ -100,3 +100,18 @@ def test_orient_explain_says_what_to_pass_when_the_cards_photos_are_elsewhere(ti
     result = CliRunner().invoke(main, ["explain", "--model", str(moved)])
     assert result.exit_code == 1
     assert "not on this machine" in result.output and "--photos" in result.output
+
+
+def test_training_writes_the_page_names_it_in_the_card_and_links_it_to_the_run(tiny_model, prefect_server):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    card = json.loads((tiny_model / "card.json").read_text())
+    page = tiny_model / card["insight"]["page"]
+    assert card["insight"]["photos"] == len(card_photos(card))
+    assert embedded_pictures(page.read_text())
+    with get_client(sync_client=True) as client:
+        links = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["model-insight"]))
+        )
+    assert any(page.resolve().as_uri() in str(link.data) for link in links)

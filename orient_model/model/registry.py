@@ -27,7 +27,14 @@ from orient_model.model.architectures import ARCHS, NUM_CLASSES, build_model
 CHECKPOINT_FORMAT = "orient-model/1"
 DEFAULT_MODEL_DIR = Path(__file__).parents[1] / "default_model"
 # Settings that change where or how fast training runs, not what it learns.
-_NOT_IN_KEY = {"device", "workers", "amp", "channels_last", "int8"}  # the weights do not depend on them
+_NOT_IN_KEY = {
+    "device",
+    "workers",
+    "amp",
+    "channels_last",
+    "int8",
+    "insight",
+}  # the weights do not depend on them
 
 
 class ModelLoadError(OrientError):
