@@ -502,6 +502,9 @@ def models(models_dir, as_json) -> None:
             f"{'*' if r['current'] else ' '} {r['version']}  {r['architecture']}  {figures}"
             f"{'  ' + r['promotion'] if r['promotion'] else ''}{gate}"
         )
+        for what in ("insight", "comparison"):
+            if r[what]:
+                click.echo(f"    {what}: {r[what]}")
     if not any(r["current"] for r in rows):
         click.echo("  (none promoted: the shipped model serves)")
 

@@ -38,7 +38,7 @@ h1{font-size:1.5em} h2{margin-top:2em;border-bottom:1px solid #ccc}
 figure{display:inline-block;margin:.5em;vertical-align:top} figure img{max-width:100%}
 figcaption{font-size:.85em;color:#444;max-width:520px}
 .reading{font-size:1.05em;background:#f4f6f8;padding:.6em .8em;border-left:4px solid #4a7ab0}
-.lead{font-size:1.15em} .note{color:#a05000}
+.lead{font-size:1.15em} .verdict{font-size:1.3em;font-weight:bold} .note{color:#a05000}
 """
 
 
@@ -46,13 +46,16 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def write_page(out_dir: Path, title: str, lead: list[str], sections: list[Section]) -> Path:
+def write_page(
+    out_dir: Path, title: str, lead: list[str], sections: list[Section], verdict: str | None = None
+) -> Path:
     """Write ``index.html`` and the PNGs into ``out_dir``; returns the page's path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
+        *([f"<p class='verdict' id='verdict'>{html.escape(verdict)}</p>"] if verdict else []),
         *(f"<p class='lead'>{html.escape(line)}</p>" for line in lead),
     ]
     for section in sections:

@@ -277,6 +277,9 @@ def list_models(models_dir: Path | None = None) -> list[dict]:
                 "coverage": test.get("coverage"),
                 "quality_gate": card.get("quality_gate", {}).get("passed", True),
                 "promotion": card.get("promotion", {}).get("decision"),
+                # the pages a person checks it by: how it sees, and its promotion's comparison
+                "insight": str(folder / card["insight"]["page"]) if card.get("insight") else None,
+                "comparison": str(folder / page) if (page := card.get("promotion", {}).get("page")) else None,
             }
         )
     return out
