@@ -534,11 +534,18 @@ def models(models_dir, as_json) -> None:
     show_default=True,
     help="error target whose certified threshold the figures use",
 )
+@click.option(
+    "--max-photos",
+    type=click.IntRange(min=1),
+    default=1200,
+    show_default=True,
+    help="judge at most this many photos, spread evenly (each costs 48 network passes with three views)",
+)
 @models_dir_option
 @user_errors
-def explain(model, photos, out, max_error, models_dir) -> None:
+def explain(model, photos, out, max_error, max_photos, models_dir) -> None:
     """Write a page on how a model sees: behaviour, failures, saliency and units, with pictures."""
-    from orient_model.insight import build_report, photos_for
+    from orient_model.insight import Caps, build_report, photos_for
     from orient_model.model.registry import load_model
 
     if photos is not None:
@@ -546,7 +553,12 @@ def explain(model, photos, out, max_error, models_dir) -> None:
     loaded = load_model(model, models_dir)
     labelled = photos_for(loaded.card, photos)
     page = build_report(
-        loaded, labelled, out or Path(f"explain-{loaded.version}"), max_error=max_error, say=say
+        loaded,
+        labelled,
+        out or Path(f"explain-{loaded.version}"),
+        Caps(photos=max_photos),
+        max_error,
+        say=say,
     )
     click.echo(f"page: {page}")
 
