@@ -13,7 +13,6 @@ from PIL import Image
 
 from orient_model import orientation
 from orient_model.insight import card_photos, folder_photos
-from orient_model.model.registry import load_model
 from orient_model.synthetic import scene
 
 pytestmark = pytest.mark.slow
@@ -40,17 +39,14 @@ def embedded_pictures(page: str) -> list[Image.Image]:
     return pictures
 
 
-def test_orient_explain_writes_every_section_and_its_figures_add_up(tiny_model, tmp_path):
-    """By default on the model's own test and calibration photos (its card names them)."""
-    from click.testing import CliRunner
+def test_the_page_of_a_trained_model_has_every_section_and_its_figures_add_up(tiny_model):
+    """Training wrote it, on the model's own test and calibration photos (its card names them)."""
+    from flows.training import INSIGHT_CAPS
 
-    from flows.cli import main
-
-    photos = card_photos(load_model(tiny_model).card)
+    card = json.loads((tiny_model / "card.json").read_text())
+    photos = card_photos(card)
     assert {p.set for p in photos} == {"test", "calibration"}
-    result = CliRunner().invoke(main, ["explain", "--model", str(tiny_model), "--out", str(tmp_path / "out")])
-    assert result.exit_code == 0, result.output
-    page_path = tmp_path / "out" / "index.html"
+    page_path = tiny_model / card["insight"]["page"]
     page = page_path.read_text()
     for title in SECTIONS:
         assert f"<h2>{title}</h2>" in page, title
@@ -63,7 +59,27 @@ def test_orient_explain_writes_every_section_and_its_figures_add_up(tiny_model, 
     assert np.trace(numbers["confusion"]) / numbers["decisions"] == pytest.approx(numbers["accuracy"])
     assert sum(b["decisions"] for b in numbers["reliability"]) == numbers["decisions"]
     assert sum(g["photos"] for g in numbers["by_kind"].values()) == len(photos)
-    assert sum(numbers["average_map_decisions"]) == numbers["decisions"]  # fewer photos than the cap
+    averaged = min(len(photos), INSIGHT_CAPS.average)
+    assert sum(numbers["average_map_decisions"]) == 4 * averaged
+
+
+def test_orient_explain_writes_the_page_for_a_labelled_folder(tiny_model, tmp_path):
+    from click.testing import CliRunner
+
+    from flows.cli import main
+    from orient_model.synthetic import write_scenes
+
+    write_scenes(tmp_path / "photos" / "garden" / "090", 3, seed=8, size=(128, 96))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["explain", "--model", str(tiny_model), "--photos", str(tmp_path / "photos"), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    numbers = json.loads((out / "insight.json").read_text())
+    assert numbers["photos"] == 3 and list(numbers["by_source"]) == ["garden"]
+    assert np.sum(numbers["confusion"]) == 12
+    page = (out / "index.html").read_text()
+    assert all(f"<h2>{title}</h2>" in page for title in SECTIONS) and embedded_pictures(page)
 
 
 def test_a_folder_of_class_folders_is_labelled_by_the_turn_each_needs(tmp_path):

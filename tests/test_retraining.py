@@ -69,7 +69,9 @@ def registry(tmp_path_factory, tiny_model) -> Path:
     weak = train(
         str(work / "data"),
         str(models),
-        TrainConfig(arch="tiny", epochs=1, max_steps_per_epoch=1, lr=1e-5, workers=0, device="cpu"),
+        TrainConfig(
+            arch="tiny", epochs=1, max_steps_per_epoch=1, lr=1e-5, workers=0, device="cpu", insight=False
+        ),
     )
     good = models / tiny_model.name
     good.mkdir()
