@@ -1,4 +1,5 @@
-"""Crash-and-resume drill for `orient autorotate --apply lossless`: kill -9, resume, check, undo.
+"""Crash-and-resume drill for `orient autorotate --apply lossless` (and, with --apply-review, for
+`orient apply-review`): kill -9, resume, check, undo.
 
 The drill of ``tests/test_crash.py``, at scale and many times (it uses the same helpers from
 ``orient_model.archive.audit``). For each round:
@@ -41,6 +42,7 @@ from orient_model.archive.audit import (  # noqa: E402
     archive_contents,
     audit,
     clean,
+    displayed_rotation_problem,
     drill_autorotate_args,
     read_journal,
     scrambled_archive,
@@ -121,6 +123,85 @@ def drill_round(work: Path, photos: int, kills: int, model: str, rng: random.Ran
     }
 
 
+def review_round(work: Path, photos: int, kills: int, model: str, rng: random.Random) -> dict:
+    """apply-review under kill -9: the model turns every photo it can, an operator decides a turn
+    for each (most differ from the model's), apply-review is killed ``kills`` times at random moments
+    (while putting back automatic turns or turning as decided), then run to the end. Every photo
+    must end in its decided orientation; undoing apply-review's runs must leave each file as the
+    model left it or as it was before (an automatic turn the operator overturned stays put back)."""
+    from orient_model.review import ReviewQueue
+
+    root = work / "archive"
+    shutil.rmtree(work, ignore_errors=True)
+    originals, truth = scrambled_archive(root, photos, rng.randrange(1 << 20))
+    orient(drill_autorotate_args(root, model))
+    automatic = archive_contents(root)
+    turned = {c["rel_path"]: c["rotation_deg"] for c in read_journal(root) if c["state"] == "done"}
+    model_runs = {c["run_id"] for c in read_journal(root)}
+    queue = ReviewQueue(root)
+    items = queue.items()
+    # The operator's answers are the truth here: most photos get a turn the model did not make
+    # (an overturned automatic turn when the run turned it), the others are confirmed.
+    decided = {i.path: rng.choice([0, 90, 180, 270, 90, 270]) for i in items}
+    queue.decide_many([i.id for i in items], [decided[i.path] for i in items], "drill")
+    expected = {rel: (turned.get(rel, 0) + decided.get(rel, 0)) % 360 for rel in originals}
+    landed = 0
+    for _ in range(kills):
+        before = len(read_journal(root))
+        proc = orient(["apply-review", str(root), "--quiet"], wait=False)
+        while proc.poll() is None and len(read_journal(root)) <= before:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            landed += 1
+        proc.wait()
+    report = work / "final.parquet"
+    resumed = orient(["apply-review", str(root), "--quiet", "--report", str(report)])
+    wrong = [
+        rel
+        for rel, data in originals.items()
+        if displayed_problem(data, (root / rel).read_bytes(), expected[rel])
+    ]
+    undone = orient(["undo", str(report), "--quiet"])
+    for run_id in reversed([r for r in finished_alone(root, report) if r not in model_runs]):
+        undone = max(undone, orient(["undo", run_id, "--archive", str(root), "--quiet"]))
+    now = archive_contents(root)
+    back = sum(now.get(rel) in (automatic[rel], originals[rel]) for rel in originals)
+    return {
+        "kills": landed,
+        "files": len(originals),
+        "decided": len(items),
+        "overturned": sum(decided[i.path] != 0 and turned.get(i.path, 0) != 0 for i in items),
+        "wrong": wrong,
+        "resumed_rc": resumed,
+        "undo_rc": undone,
+        "back": back,
+    }
+
+
+def displayed_problem(original: bytes, now: bytes, rotation_deg: int) -> bool:
+    return displayed_rotation_problem(original, now, rotation_deg) is not None
+
+
+def main_review(args, rng: random.Random, work: Path) -> bool:
+    """The apply-review drill's rounds; True when every round was safe."""
+    failed = False
+    for n in range(args.rounds):
+        r = review_round(work / f"review{n}", args.photos, args.kills, args.model, rng)
+        ok = not r["wrong"] and r["decided"] == r["files"] and r["back"] == r["files"]
+        ok = ok and r["resumed_rc"] in (0, 3) and r["undo_rc"] == 0
+        failed |= not ok
+        print(
+            f"apply-review round {n + 1}: kills {r['kills']}, files {r['files']}, decided {r['decided']} "
+            f"({r['overturned']} overturned), in the decided orientation {r['files'] - len(r['wrong'])}, "
+            f"after undo as the model left them or original {r['back']}/{r['files']} "
+            f"{'ok' if ok else 'FAILED: ' + str(r['wrong'][:10])}",
+            flush=True,
+        )
+    return not failed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -129,12 +210,19 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--apply-review", action="store_true", help="drill apply-review instead (decisions on every photo)"
+    )
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="orient-crash-drill-"))
     start, failed, totals = time.monotonic(), False, {"kills": 0, "files": 0, "restored": 0}
     print(f"crash drill: {args.rounds} rounds of {args.photos} photos, {args.kills} kills each (seed {seed})")
+    if args.apply_review:
+        safe = main_review(args, rng, work)
+        print(f"total: {time.monotonic() - start:.0f} s; {'all safe' if safe else 'FAILED'}")
+        sys.exit(0 if safe else 1)
     for n in range(args.rounds):
         r = drill_round(work / f"round{n}", args.photos, args.kills, args.model, rng)
         bad = {k: len(v) for k, v in r["problems"].items()}

@@ -528,8 +528,65 @@ def models(models_dir, as_json) -> None:
             f"{'*' if r['current'] else ' '} {r['version']}  {r['architecture']}  {figures}"
             f"{'  ' + r['promotion'] if r['promotion'] else ''}{gate}"
         )
+        for what in ("insight", "comparison"):
+            if r[what]:
+                click.echo(f"    {what}: {r[what]}")
     if not any(r["current"] for r in rows):
         click.echo("  (none promoted: the shipped model serves)")
+
+
+@main.command()
+@click.option(
+    "--model",
+    default="current",
+    show_default=True,
+    help="current (promoted, else shipped) | default (shipped) | a version | a folder or model.pt",
+)
+@click.option(
+    "--photos",
+    type=click.Path(path_type=Path),
+    help="labelled photos: class folders 000/090/180/270 (each needing that turn clockwise), else all "
+    "upright (default: the model's own test and calibration photos)",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="folder for the page and its pictures (default: ./explain-VERSION)",
+)
+@click.option(
+    "--max-error",
+    type=float,
+    default=0.01,
+    show_default=True,
+    help="error target whose certified threshold the figures use",
+)
+@click.option(
+    "--max-photos",
+    type=click.IntRange(min=1),
+    default=1200,
+    show_default=True,
+    help="judge at most this many photos, spread evenly (each costs 48 network passes with three views)",
+)
+@models_dir_option
+@user_errors
+def explain(model, photos, out, max_error, max_photos, models_dir) -> None:
+    """Write a page on how a model sees: behaviour, failures, saliency and units, with pictures."""
+    from orient_model.insight import Caps, build_report, photos_for
+    from orient_model.model.registry import load_model
+
+    if photos is not None:
+        existing_dir(photos, "folder of labelled photos")
+    loaded = load_model(model, models_dir)
+    labelled = photos_for(loaded.card, photos)
+    page = build_report(
+        loaded,
+        labelled,
+        out or Path(f"explain-{loaded.version}"),
+        Caps(photos=max_photos),
+        max_error,
+        say=say,
+    )
+    click.echo(f"page: {page}")
 
 
 @main.command("promote")

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.errors import fail_cleanly
@@ -20,6 +20,7 @@ from flows.training import make_training_set, train, whole_photos
 from orient_model.archive.atomic import atomic_write_bytes
 from orient_model.config import RetrainConfig, TrainConfig, TrainingSetConfig
 from orient_model.errors import OrientError
+from orient_model.insight.compare import comparison_page
 from orient_model.model.evaluate import score_photos
 from orient_model.model.predict import Looking, Predictor
 from orient_model.model.promotion import judge_pair
@@ -33,6 +34,7 @@ from orient_model.model.registry import (
 from orient_model.pool import pseudo_labels, rising_bar, score_archive
 
 MIN_JUDGED = 30  # ground-truth photos needed before a challenger may replace the champion
+COMPARISON = "promotion"  # the comparison page's folder in the challenger's version folder
 
 _GATE = RetrainConfig()  # the promotion gate's defaults: one home, the config's retrain section
 
@@ -73,11 +75,31 @@ def judge_and_maybe_promote(
     )
     card_path = Path(challenger_dir) / "card.json"
     card = json.loads(card_path.read_text())
+    gate = card.get("quality_gate") or {}
     promoted = verdict.promote and gate_passed(card)
+    reasons = verdict.reasons + (
+        [] if gate_passed(card) else [f"it failed its quality gate ({'; '.join(gate.get('reasons', []))})"]
+    )
+    page, page_error = None, None
+    try:
+        page = comparison_page(
+            Path(challenger_dir) / COMPARISON,
+            champion.version,
+            card["version"],
+            verdict,
+            promoted,
+            reasons,
+            {name: test_scores for name, (_, test_scores) in scores.items()},
+            looking,
+        )
+    except Exception as exc:  # noqa: BLE001 - the decision stands without its page
+        page_error = f"{type(exc).__name__}: {exc}"
     card["promotion"] = {
         "decision": "promoted" if promoted else "kept the champion",
+        "page": str(page.relative_to(challenger_dir)) if page else None,
+        **({"page_error": page_error} if page_error else {}),
         "champion": champion.version,
-        "reasons": verdict.reasons,
+        "reasons": reasons,
         "table": verdict.table,
         "judged_on": calib + test,
         "engines": engines,
@@ -85,14 +107,15 @@ def judge_and_maybe_promote(
     }
     atomic_write_bytes(card_path, json.dumps(card, indent=2).encode())
     if promoted:
-        promote(Path(challenger_dir).name, Path(models_dir), why="; ".join(verdict.reasons))
+        promote(Path(challenger_dir).name, Path(models_dir), why="; ".join(reasons))
     return {
         "challenger": card["version"],
         "champion": champion.version,
         "promoted": promoted,
-        "reasons": verdict.reasons,
+        "reasons": reasons,
         "table": verdict.table,
         "engines": engines,
+        "page": str(page) if page else None,
     }
 
 
@@ -116,6 +139,13 @@ def publish_decision(decision: dict) -> None:
         key="retrain-decision",
         description="Champion/challenger decision",
     )
+    if decision.get("page"):
+        create_link_artifact(
+            link=Path(decision["page"]).resolve().as_uri(),
+            link_text=f"Champion {decision['champion']} against challenger {decision['challenger']}",
+            key="retrain-comparison-page",
+            description="Both side by side on the same photos, under the rule's verdict",
+        )
 
 
 @flow(name="retrain", log_prints=True)

@@ -10,13 +10,14 @@ from collections import Counter
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task, unmapped
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.errors import fail_cleanly, retry_transient
 from flows.progress import RunProgress
 from orient_model.archive.atomic import atomic_write_bytes, sha256_file
 from orient_model.config import TrainConfig, TrainingSetConfig
+from orient_model.insight import Caps, build_report, card_photos
 from orient_model.model.architectures import ARCHS
 from orient_model.model.card import model_card_markdown
 from orient_model.model.int8 import add_int8
@@ -37,6 +38,9 @@ from orient_model.training_set import (
 
 CHUNK = 32
 PROVENANCE = "provenance.json"
+INSIGHT = "insight"  # the insight page's folder in a model's version folder
+# Fewer samples than `orient explain` takes: the page is written with every model trained.
+INSIGHT_CAPS = Caps(gallery=8, saliency=4, average=24, units=48)
 
 
 @task(retries=2, retry_delay_seconds=1, retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
@@ -262,6 +266,35 @@ def add_int8_network(folder: Path, data_dir: str, photos: dict, cfg: TrainConfig
         )
 
 
+@task(cache_policy=NO_CACHE)
+def explain_registered(folder: str) -> str | None:
+    """The insight page of a registered model on its test and calibration photos, beside its
+    checkpoint, named in its card and linked as an artifact of the run; a model is complete
+    without it, so a page that cannot be made is a warning."""
+    logger = get_run_logger()
+    loaded = load_model(Path(folder) / "model.pt")
+    photos = card_photos(loaded.card)
+    if not photos:
+        logger.info("no test or calibration photos on this machine: no insight page")
+        return None
+    try:
+        page = build_report(loaded, photos, Path(folder) / INSIGHT, INSIGHT_CAPS, say=logger.info)
+    except Exception as exc:  # noqa: BLE001 - the model is complete without its page
+        logger.warning(f"no insight page for {loaded.version}: {type(exc).__name__}: {exc}")
+        return None
+    card_path = Path(folder) / "card.json"
+    card = json.loads(card_path.read_text())
+    card["insight"] = {"page": str(page.relative_to(folder)), "photos": len(photos)}
+    atomic_write_bytes(card_path, json.dumps(card, indent=2).encode())
+    create_link_artifact(
+        link=page.resolve().as_uri(),
+        link_text=f"How model {loaded.version} sees",
+        key="model-insight",
+        description="Insight page: behaviour, failures, saliency and units, on its test and calibration photos",
+    )
+    return str(page)
+
+
 @flow(name="train", log_prints=True)
 @fail_cleanly
 def train(
@@ -302,6 +335,8 @@ def train(
     }
     logger.info(f"training {cfg.arch} on {len(sources)} photos from {data_dir}")
     folder = fit_and_register(data_dir, models_dir, cfg, key, card, resume)
+    if cfg.insight:
+        explain_registered(folder)
     card = json.loads((Path(folder) / "card.json").read_text())
     create_markdown_artifact(model_card_markdown(card), key="model-card", description="Trained model")
     if not card["quality_gate"]["passed"]:

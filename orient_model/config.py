@@ -101,6 +101,9 @@ class TrainConfig(_Section):
     int8: bool = Field(
         True, description="also an 8-bit network for CPUs, calibrated on its own (a second judging pass)"
     )
+    insight: bool = Field(
+        True, description="write the model's insight page (orient explain) on its test and calibration photos"
+    )
 
 
 class AutorotateConfig(_Section):

@@ -69,7 +69,9 @@ def registry(tmp_path_factory, tiny_model) -> Path:
     weak = train(
         str(work / "data"),
         str(models),
-        TrainConfig(arch="tiny", epochs=1, max_steps_per_epoch=1, lr=1e-5, workers=0, device="cpu"),
+        TrainConfig(
+            arch="tiny", epochs=1, max_steps_per_epoch=1, lr=1e-5, workers=0, device="cpu", insight=False
+        ),
     )
     good = models / tiny_model.name
     good.mkdir()
@@ -155,6 +157,7 @@ def test_champion_and_challenger_then_rollback(registry, tmp_path, prefect_serve
     # The good model challenges the weak one: it wins and becomes current.
     won = judge_and_maybe_promote.fn(str(data), str(models / good), weak, str(models), 0.05, 0.005)
     assert won["promoted"] and current_version(models) == good, won["reasons"]
+    page_says_what_the_rule_decided(won, models / good)
     # Each was judged as an archive run on this machine would run it (not by PyTorch on a CPU).
     as_run = {
         name: Predictor(load_model(models / version), engine="auto").engine.name
@@ -169,11 +172,39 @@ def test_champion_and_challenger_then_rollback(registry, tmp_path, prefect_serve
     lost = judge_and_maybe_promote.fn(str(data), str(models / weak), "current", str(models), 0.05, 0.005)
     assert not lost["promoted"] and current_version(models) == good
     assert any("not better" in reason for reason in lost["reasons"])
+    page_says_what_the_rule_decided(lost, models / weak)
     assert json.loads(card_path.read_text())["promotion"]["decision"] == "kept the champion"
     promote(weak, models)  # by hand, then undone
     assert [m["version"] for m in list_models(models) if m["current"]] == [weak]
     assert rollback(models) == good and current_version(models) == good
     assert rollback(models) is None and resolve_model_path("current", models).parent.name == "default_model"
+
+
+def page_says_what_the_rule_decided(decision: dict, folder: Path) -> None:
+    """The comparison page's verdict is the promotion's own, its pictures decode, and the card
+    and `orient models` name it."""
+    import base64
+    import html
+    import io
+    import re
+
+    from PIL import Image
+
+    page = Path(decision["page"])
+    text = page.read_text()
+    verdict = html.unescape(re.search(r"<p class='verdict' id='verdict'>(.*?)</p>", text).group(1))
+    assert verdict.startswith(f"Challenger {decision['challenger']} ")
+    assert (" not promoted" not in verdict) == decision["promoted"]
+    assert all(reason in verdict for reason in decision["reasons"])
+    for title in ("Risk, coverage and reliability", "Accuracy by kind", "Where they disagree"):
+        assert f"<h2>{title}</h2>" in text
+    pictures = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text)
+    assert len(pictures) >= 2
+    for data in pictures:
+        Image.open(io.BytesIO(base64.b64decode(data))).load()  # decodes, or raises
+    card = json.loads((folder / "card.json").read_text())
+    assert folder / card["promotion"]["page"] == page
+    assert [m["comparison"] for m in list_models(folder.parent) if m["version"] == folder.name] == [str(page)]
 
 
 def test_autorotate_without_a_model_uses_the_promoted_version(registry, tmp_path, prefect_server):

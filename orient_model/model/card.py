@@ -23,6 +23,11 @@ def model_card_markdown(card: dict, max_error: float = 0.01) -> str:
             f"Validation copies: accuracy {card['val_accuracy']:.1%} (single view)"
             + (f", {voted:.1%} (four turns voted)." if voted is not None else ".")
         )
+    if card.get("insight"):
+        lines.append(
+            f"How it sees (behaviour, failures, saliency, units, on {card['insight']['photos']} test and "
+            f"calibration photos): `{card['insight']['page']}` in its version folder."
+        )
     lines += _figures(card, max_error)
     int8 = card.get("int8") or {}
     if int8.get("calibration"):

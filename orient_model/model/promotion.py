@@ -41,6 +41,9 @@ class Verdict:
     table: list[dict] = field(default_factory=list)
     champion: dict = field(default_factory=dict)
     challenger: dict = field(default_factory=dict)
+    calibration: dict = field(
+        default_factory=dict
+    )  # each one's, as the rule fitted it: {name: {looking: ...}}
 
 
 def judge_pair(
@@ -58,12 +61,12 @@ def judge_pair(
     """Promote the challenger only if, on the same calibration and test photos, it is better
     overall by ``margin``, no class and no kind of photo is worse by more than ``max_drop``, and
     it certifies at least the champion's coverage at ``max_error``."""
-    figures = {}
+    figures, calibrations = {}, {}
     for name, calib, test in (
         ("champion", champion_calib, champion_test),
         ("challenger", challenger_calib, challenger_test),
     ):
-        calibration = calibrate(calib, [looking])
+        calibration = calibrations[name] = calibrate(calib, [looking])
         threshold, row = certified_threshold(calibration[looking.key]["risk_curve"], max_error)
         m = metrics(test, looking, calibration, threshold)
         m["certified_coverage"] = row["coverage"] if row else 0.0
@@ -109,4 +112,4 @@ def judge_pair(
             f"by more than {max_drop:.0%}, certified coverage {b['certified_coverage']:.0%} against "
             f"{a['certified_coverage']:.0%}"
         )
-    return Verdict(promote, reasons, table, a, b)
+    return Verdict(promote, reasons, table, a, b, calibrations)

@@ -28,7 +28,14 @@ from orient_model.model.architectures import ARCHS, NUM_CLASSES, build_model
 CHECKPOINT_FORMAT = "orient-model/1"
 DEFAULT_MODEL_DIR = Path(__file__).parents[1] / "default_model"
 # Settings that change where or how fast training runs, not what it learns.
-_NOT_IN_KEY = {"device", "workers", "amp", "channels_last", "int8"}  # the weights do not depend on them
+_NOT_IN_KEY = {
+    "device",
+    "workers",
+    "amp",
+    "channels_last",
+    "int8",
+    "insight",
+}  # the weights do not depend on them
 
 
 class ModelLoadError(OrientError):
@@ -317,6 +324,9 @@ def list_models(models_dir: Path | None = None) -> list[dict]:
                 "coverage": test.get("coverage"),
                 "quality_gate": gate_passed(card),
                 "promotion": card.get("promotion", {}).get("decision"),
+                # the pages a person checks it by: how it sees, and its promotion's comparison
+                "insight": str(folder / card["insight"]["page"]) if card.get("insight") else None,
+                "comparison": str(folder / page) if (page := card.get("promotion", {}).get("page")) else None,
             }
         )
     return out
