@@ -1,7 +1,7 @@
 """Configuration: one pydantic model per job, the single source of every setting.
 
 Each field's default and description are written once, here. The command line's options, their
-help and the defaults ``--help`` shows are derived from these fields (``flows/cli.py``), and so
+help and the defaults ``--help`` shows are derived from these fields (``flows/cli/``), and so
 is the commented YAML that ``orient config`` prints (``configs/default.yaml`` is that output; a
 test keeps the two equal). One precedence rule, in :func:`load_config`:
 
