@@ -35,11 +35,11 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from orient_model import orientation
-from orient_model.archive.atomic import is_temp_name
 from orient_model.archive.journal import Journal, JournalError, Review, Seen
 from orient_model.archive.paths import STATE_DIRNAME, OutsideArchive, Tree
 from orient_model.archive.state import Memory, StateFolders, state_folders
 from orient_model.errors import OrientError
+from orient_model.files import is_temp_name
 from orient_model.imageio import ImageReadError, load_upright
 from orient_model.pipeline import Predicted, read_entry
 from orient_model.report import REPORT_SCHEMA

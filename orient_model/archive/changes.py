@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from orient_model.archive.atomic import atomic_write_bytes, sha256_bytes, sha256_file
 from orient_model.archive.journal import Change, Journal, JournalError
 from orient_model.archive.lock import state_lock
 from orient_model.archive.paths import (
@@ -42,6 +41,7 @@ from orient_model.archive.paths import (
 )
 from orient_model.archive.walk import remove_stale_temp_files
 from orient_model.errors import OrientError
+from orient_model.files import atomic_write_bytes, sha256_bytes, sha256_file
 from orient_model.rotate import Method, rotate_bytes
 
 # Called with (stage, relative path) as a change goes through its protocol; crash drills and
