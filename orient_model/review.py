@@ -624,24 +624,6 @@ def progress(items: Iterable[ReviewItem]) -> dict:
     return {"reviewed": reviewed, "total": len(items), "applied": sum(i.state == "applied" for i in items)}
 
 
-def review_queue(
-    root: str | os.PathLike[str], state_dir: str | os.PathLike[str] | None = None
-) -> list[ReviewItem]:
-    """Every item of an archive's review queue (see :class:`ReviewQueue`)."""
-    return ReviewQueue(root, state_dir).items()
-
-
-def decide(
-    root: str | os.PathLike[str],
-    item_id: str,
-    rotation_deg: int,
-    reviewer: str | None = None,
-    state_dir: str | os.PathLike[str] | None = None,
-) -> ReviewItem:
-    """Record one decision in the archive's journal (see :meth:`ReviewQueue.decide`)."""
-    return ReviewQueue(root, state_dir).decide(item_id, rotation_deg, reviewer or default_reviewer())
-
-
 # ----------------------------------------------------------------------------------- the training pool
 
 
@@ -983,12 +965,10 @@ __all__ = [
     "ReviewItem",
     "ReviewQueue",
     "UnknownItem",
-    "decide",
     "full_view",
     "latest_reviews",
     "progress",
     "review_markdown",
-    "review_queue",
     "review_rows",
     "select",
     "training_pool",
