@@ -952,29 +952,6 @@ def _jpeg(img: Image.Image, quality: int = 85) -> bytes:
     return buf.getvalue()
 
 
-__all__ = [
-    "HOW_KNOWN",
-    "REVIEW_MODEL_VERSION",
-    "REVIEW_VIEW_KEY",
-    "ContentChanged",
-    "InvalidDecision",
-    "ItemPictures",
-    "Pictures",
-    "PoolEntry",
-    "ReviewError",
-    "ReviewItem",
-    "ReviewQueue",
-    "UnknownItem",
-    "full_view",
-    "latest_reviews",
-    "progress",
-    "review_markdown",
-    "review_rows",
-    "select",
-    "training_pool",
-]
-
-
 def review_markdown(summary: dict, port: int = 8765) -> str:
     """How an operator opens the review of a run's flagged photos (for the run's artifacts)."""
     flagged = summary["counts"].get("flag", 0)
