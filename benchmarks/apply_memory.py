@@ -32,7 +32,7 @@ Image.fromarray(canvas).save(f"{root}/big.jpg", quality=85)
 
 CHILD = """
 import resource, sys
-from orient_model.archive.atomic import sha256_file
+from orient_model.files import sha256_file
 from orient_model.archive.changes import Archive
 root = sys.argv[1]
 with Archive(root) as archive:

@@ -17,9 +17,9 @@ from prefect.cache_policies import NO_CACHE
 from flows.errors import fail_cleanly
 from flows.progress import RunProgress
 from flows.training import make_training_set, train, whole_photos
-from orient_model.archive.atomic import atomic_write_bytes
 from orient_model.config import RetrainConfig, TrainConfig, TrainingSetConfig
 from orient_model.errors import OrientError
+from orient_model.files import atomic_write_bytes
 from orient_model.insight.compare import comparison_page
 from orient_model.model.evaluate import score_photos
 from orient_model.model.predict import Looking, Predictor

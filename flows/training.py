@@ -15,8 +15,8 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.errors import fail_cleanly, retry_transient
 from flows.progress import RunProgress
-from orient_model.archive.atomic import atomic_write_bytes, sha256_file
 from orient_model.config import TrainConfig, TrainingSetConfig
+from orient_model.files import atomic_write_bytes, sha256_file
 from orient_model.insight import Caps, build_report, card_photos
 from orient_model.model.architectures import ARCHS
 from orient_model.model.card import model_card_markdown

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from orient_model.archive.atomic import sha256_bytes
 from orient_model.archive.journal import Judgement, Seen
 from orient_model.archive.paths import OutsideArchive, Tree
 from orient_model.archive.state import Memory
 from orient_model.archive.walk import ArchiveEntry
 from orient_model.config import AutorotateConfig
+from orient_model.files import sha256_bytes
 from orient_model.imageio import ImageReadError, inspect_image, load_upright
 from orient_model.model.evidence import EvidenceRenderer, thumbnail_png
 from orient_model.model.predict import Decision, Predictor

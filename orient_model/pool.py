@@ -168,9 +168,9 @@ def score_archive(
 ) -> list[Candidate]:
     """Every readable photo of an archive as the model sees it (one view, four quarter turns),
     read through the archive's containment layer."""
-    from orient_model.archive.atomic import sha256_bytes
     from orient_model.archive.paths import OutsideArchive, Tree
     from orient_model.archive.walk import walk_archive
+    from orient_model.files import sha256_bytes
 
     looking = Looking(1, True)
     out: list[Candidate] = []

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orient_model.archive.atomic import TMP_PREFIX, atomic_write_bytes, fsync_dir
+from orient_model.files import TMP_PREFIX, atomic_write_bytes, fsync_dir
 
 ACTIONS = ("rotate", "flag", "keep", "skip", "error")
 METHODS = ("lossless", "exif", "reencode", "copy", "none")

@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from orient_model.archive.atomic import TMP_PREFIX
 from orient_model.archive.changes import Archive, check_mirror_folder
 from orient_model.archive.journal import Journal, JournalError
 from orient_model.archive.lock import state_lock
@@ -33,6 +32,7 @@ from orient_model.archive.state import Memory, open_journals, remember, state_fo
 from orient_model.archive.walk import ArchiveEntry, walk_archive
 from orient_model.config import AutorotateConfig
 from orient_model.errors import OrientError
+from orient_model.files import TMP_PREFIX
 from orient_model.pipeline import Predicted, batched
 from orient_model.report import ReportRow, ReportWriter
 

@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from orient_model import orientation
-from orient_model.archive.atomic import atomic_write_bytes, sha256_file
 from orient_model.config import TrainingSetConfig
+from orient_model.files import atomic_write_bytes, sha256_file
 from orient_model.imageio import ImageReadError, load_upright, square_views
 
 # train: learnt from; val: early stopping; calib: temperature and the certified threshold;

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orient_model.archive.atomic import TMP_PREFIX, atomic_write_bytes, sha256_bytes, sha256_file
 from orient_model.archive.changes import Archive, ReadOnlyFile, archive_lock
 from orient_model.archive.journal import JournalError
 from orient_model.archive.lock import ArchiveLocked
 from orient_model.archive.paths import STATE_DIRNAME, ChangedSinceRead, OutsideArchive
+from orient_model.files import TMP_PREFIX, atomic_write_bytes, sha256_bytes, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from orient_model import orientation
-from orient_model.archive.atomic import sha256_file
 from orient_model.config import AutorotateConfig, TrainConfig, TrainingSetConfig
+from orient_model.files import sha256_file
 from orient_model.model.predict import Predictor
 from orient_model.model.promotion import quality_gate
 from orient_model.model.registry import (

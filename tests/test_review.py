@@ -19,12 +19,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from orient_model import orientation as ori
-from orient_model.archive.atomic import sha256_file
 from orient_model.archive.audit import displayed_rotation_problem
 from orient_model.archive.paths import Tree
 from orient_model.archive.state import open_journals, remember, state_folders
 from orient_model.config import AutorotateConfig
 from orient_model.errors import OrientError
+from orient_model.files import sha256_file
 from orient_model.model.predict import Decision
 from orient_model.pipeline import Predicted, read_entry
 from orient_model.report import read_report

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orient_model.archive.atomic import sha256_bytes, sha256_file
 from orient_model.archive.audit import archive_contents, displayed_rotation_problem
 from orient_model.archive.changes import Archive, MirrorConflict
 from orient_model.archive.journal import JournalError
@@ -28,6 +27,7 @@ from orient_model.archive.undo import undo_run
 from orient_model.archive.walk import NESTED_ARCHIVE, walk_archive
 from orient_model.config import AutorotateConfig
 from orient_model.errors import OrientError
+from orient_model.files import sha256_bytes, sha256_file
 from orient_model.pipeline import Predicted, read_entry
 from orient_model.report import ReportRow, ReportWriter, picture_name
 from orient_model.rotate import RotateError, rotate_bytes

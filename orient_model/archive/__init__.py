@@ -1,1 +1,1 @@
-"""An archive on disk: atomic writes, containment, the lock, the journal, walking, undo."""
+"""An archive on disk: containment, the lock, the journal, walking, undo."""

@@ -122,7 +122,7 @@ def audit(root: Path, originals: dict[str, bytes], final: bool = True) -> dict[s
     may still be 'planned' (its file either original or already replaced); the next run settles
     both. After a completed run neither may remain.
     """
-    from orient_model.archive.atomic import TMP_PREFIX, sha256_bytes
+    from orient_model.files import TMP_PREFIX, sha256_bytes
 
     problems: dict[str, list[str]] = {"corrupt": [], "lost": [], "double": [], "journal": []}
     files = archive_contents(root)

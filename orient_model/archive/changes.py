@@ -13,7 +13,9 @@ read (no link followed) + hash check -> rotate in memory and verify -> back up t
 still where it was and the file still what was read -> atomic rename -> journal 'done'.
 :meth:`Archive.recover` settles 'planned' rows by hashing the file, and a re-run finishes the
 job without rotating twice. Every path, for apply, mirror copies, recovery and undo alike, is
-opened through :mod:`orient_model.archive.paths`, so no write leaves its tree.
+opened through :mod:`orient_model.archive.paths`, so no write leaves its tree. Apply, mirror
+copies and recovery share this module's protocol (backup, journal states, the replace);
+undo, which only reads it back, lives in :mod:`orient_model.archive.undo`.
 
 Out of scope, by the nature of an atomic replace: a file with several hard links is replaced at
 its one name only (the other names keep the original bytes); extended attributes and ACLs
@@ -27,9 +29,9 @@ import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from orient_model.archive.atomic import atomic_write_bytes, sha256_bytes, sha256_file
-from orient_model.archive.journal import Change, Journal, JournalError
+from orient_model.archive.journal import Change, Journal
 from orient_model.archive.lock import state_lock
 from orient_model.archive.paths import (
     STATE_DIRNAME,
@@ -37,12 +39,15 @@ from orient_model.archive.paths import (
     FileState,
     OutsideArchive,
     Tree,
-    parts_of,
     relation,
 )
 from orient_model.archive.walk import remove_stale_temp_files
 from orient_model.errors import OrientError
+from orient_model.files import atomic_write_bytes, sha256_bytes, sha256_file
 from orient_model.rotate import Method, rotate_bytes
+
+if TYPE_CHECKING:
+    from orient_model.archive.undo import UndoOutcome
 
 # Called with (stage, relative path) as a change goes through its protocol; crash drills and
 # race tests use it to act at an exact point ("verified", "backed-up", "planned", "replaced", and
@@ -69,18 +74,6 @@ class ApplyResult:
     sha256_before: str
     sha256_after: str
     note: str | None
-
-
-@dataclass
-class UndoOutcome:
-    rel_path: str
-    status: str  # 'restored' | 'removed' | 'already' | 'refused' | 'would restore' | 'would remove'
-    message: str
-    target_root: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status != "refused"
 
 
 def state_dir(root: str | os.PathLike[str]) -> Path:
@@ -156,7 +149,7 @@ class Archive:
         whenever the file is not changed for a reason the user should know.
         """
         with self.tree.place(rel_path) as place:
-            data, state = _read_photo(place)
+            data, state = read_photo(place)
             before = sha256_bytes(data)
             if before != expected_sha256:
                 raise ChangedSinceRead(
@@ -201,7 +194,7 @@ class Archive:
     def mirror(self, rel_path: str, out_dir: Path, expected_sha256: str, run_id: str) -> ApplyResult:
         """Copy an unchanged photo into the ``out_dir`` mirror tree, verified by its hash."""
         with self.tree.place(rel_path) as place:
-            data, _ = _read_photo(place)
+            data, _ = read_photo(place)
         before = sha256_bytes(data)
         if before != expected_sha256:
             raise ChangedSinceRead(f"{rel_path}: file changed since it was read; not copied")
@@ -233,7 +226,7 @@ class Archive:
         with tree.place(rel_path, create_folders=True) as place:
             state, current = None, None
             if place.lstat() is not None:
-                existing, state = _read_photo(place)
+                existing, state = read_photo(place)
                 current = sha256_bytes(existing)
                 if current == after:
                     return ApplyResult(
@@ -300,24 +293,25 @@ class Archive:
             messages.append(self._settle(change))
         return messages
 
-    def _tree_of(self, change: Change) -> Tree:
+    def tree_of(self, change: Change) -> Tree:
+        """The tree a change wrote into: the archive, or the mirror folder it named."""
         if change.in_place:
             return self.tree
         return self._mirror_tree(Path(change.target_root))
 
     def _current(self, change: Change) -> tuple[str | None, FileState | None]:
         """The hash and state of a change's target now (None, None when absent)."""
-        with self._tree_of(change).place(change.rel_path) as place:
+        with self.tree_of(change).place(change.rel_path) as place:
             if place.lstat() is None:
                 return None, None
-            data, state = _read_photo(place)
+            data, state = read_photo(place)
             return sha256_bytes(data), state
 
     def _settle(self, change: Change) -> str:
         where = change.rel_path if change.in_place else f"{change.target_root}/{change.rel_path}"
         try:
             if not change.in_place:
-                remove_stale_temp_files(self._tree_of(change).root)
+                remove_stale_temp_files(self.tree_of(change).root)
             current, _ = self._current(change)
         except (OrientError, OSError) as exc:
             self.journal.set_state(change.id, "abandoned", f"not settled: {exc}")
@@ -363,200 +357,11 @@ class Archive:
         paths: Iterable[str] | None = None,
         dry_run: bool = False,
     ) -> list[UndoOutcome]:
-        """Put back what run ``run_id`` (and the interrupted runs it completed) changed.
+        """Put back what run ``run_id`` (and the interrupted runs it completed) changed; see
+        :func:`orient_model.archive.undo.undo_changes`."""
+        from orient_model.archive.undo import undo_changes  # undo builds on this module
 
-        ``report`` maps each path the run's report says it changed to its (sha256 before, after);
-        every journal row of that run must agree with it, or nothing is done. Every path is
-        checked to lie inside its tree before anything is written. ``paths`` limits the undo
-        to those files; ``dry_run`` only says what would be done.
-        """
-        runs = self.runs_undone_with(run_id)
-        changes = [c for c in self.journal.changes(runs) if c.state in ("done", "undone", "planned")]
-        if not changes and not self.journal.is_finished(run_id) and run_id not in self.journal.run_ids():
-            known = ", ".join(self.journal.run_ids()[-5:]) or "none"
-            raise JournalError(
-                f"no changes recorded for run {run_id!r} in {self.root} (recent runs: {known})"
-            )
-        if paths is not None:
-            wanted = set(paths)
-            changes = [c for c in changes if c.rel_path in wanted]
-        self._check_undo_plan(run_id, changes, report)
-        if not dry_run and any(c.state == "planned" for c in changes):
-            self.recover()
-            ids = {c.id for c in changes}
-            changes = [c for c in self.journal.changes(runs) if c.id in ids]
-        return [self._undo_one(c, dry_run) for c in reversed(changes) if c.state in ("done", "undone")]
-
-    def _check_undo_plan(
-        self, run_id: str, changes: list[Change], report: dict[str, tuple[str | None, str | None]] | None
-    ) -> None:
-        """Refuse (before writing anything) a plan that leaves its tree, restores anything but
-        what was there before the change, or contradicts the report."""
-        written = None
-        for change in changes:
-            parts_of(change.rel_path)  # raises OutsideArchive: nothing has been written yet
-            if not change.in_place:
-                check_mirror_folder(self.root, Path(change.target_root), self.state_dir)
-            recorded = report.get(change.rel_path) if report is not None else None
-            expected = (change.source_sha256, change.sha256_after)
-            if (
-                report is not None
-                and change.run_id == run_id
-                and (recorded is None or tuple(recorded) != expected)
-            ):
-                raise JournalError(
-                    f"the journal and the report disagree about {change.rel_path} (journal: "
-                    f"{expected[0][:12]}->{expected[1][:12]}, report: "
-                    f"{'no change' if recorded is None else '->'.join(str(h)[:12] for h in recorded)}); "
-                    "nothing undone: the journal may have been tampered with"
-                )
-            if change.sha256_before is not None:
-                if written is None:  # (target, path) -> every content orient wrote there
-                    written = {}
-                    for c in self.journal.changes():
-                        written.setdefault((c.target_root, c.rel_path), set()).add(c.sha256_after)
-                # In place, what was there is the photo the turn was made from; in a mirror, a
-                # copy orient wrote there earlier. Anything else would put another photo here.
-                ok = (
-                    change.sha256_before == change.source_sha256
-                    if change.in_place
-                    else change.sha256_before in written.get((change.target_root, change.rel_path), ())
-                )
-                if not ok:
-                    raise JournalError(
-                        f"the journal would restore {change.rel_path} to {change.sha256_before[:12]}, "
-                        "which is not what was there before the change; nothing undone: the journal "
-                        "may have been tampered with"
-                    )
-
-    def _undo_one(self, change: Change, dry_run: bool) -> UndoOutcome:
-        name, root = change.rel_path, change.target_root
-        if change.state == "undone":
-            return UndoOutcome(name, "already", "already undone", root)
-        try:
-            # A folder that got its own .orient after the run is entered: the change is this
-            # archive's, and only the very bytes the run wrote are replaced.
-            with self._tree_of(change).place(change.rel_path, enter_nested=True) as place:
-                if place.lstat() is None:
-                    current, state = None, None
-                else:
-                    data, state = _read_photo(place)
-                    current = sha256_bytes(data)
-                if current == change.sha256_before:  # an undo killed after its replace
-                    if not dry_run:
-                        self.journal.set_state(change.id, "undone")
-                    return UndoOutcome(name, "already", "already as it was before the run", root)
-                if current != change.sha256_after:
-                    verb, kept = (
-                        ("rotated", f" (the original is kept in {self.backup_dir / change.source_sha256})")
-                        if change.in_place
-                        else ("wrote", "")
-                    )
-                    return UndoOutcome(
-                        name,
-                        "refused",
-                        f"changed since run {change.run_id!r} {verb} it; not restored{kept}",
-                        root,
-                    )
-                if change.sha256_before is None:  # a copy this run created in a mirror folder
-                    if dry_run:
-                        return UndoOutcome(name, "would remove", "would remove the copy the run wrote", root)
-                    place.remove(state, current)
-                    self.journal.set_state(change.id, "undone")
-                    return UndoOutcome(name, "removed", "removed the copy the run wrote", root)
-                original = self._backup_bytes(change.sha256_before)
-                if original is None:
-                    return UndoOutcome(
-                        name,
-                        "refused",
-                        f"backup {self.backup_dir / change.sha256_before} "
-                        "is missing or damaged; not restored",
-                        root,
-                    )
-                if dry_run:
-                    return UndoOutcome(
-                        name,
-                        "would restore",
-                        f"would restore the original from before run {change.run_id!r}",
-                        root,
-                    )
-                place.replace(original, state, current)
-                self.on_stage("restored", name)
-                restored = f"restored the original from before run {change.run_id!r}"
-                try:
-                    self.journal.set_state(change.id, "undone")
-                except JournalError as exc:  # the file is restored: say so, and why the record waits
-                    return UndoOutcome(
-                        name,
-                        "restored",
-                        f"{restored} (not yet recorded: {exc}; undo again to record it)",
-                        root,
-                    )
-                return UndoOutcome(name, "restored", restored, root)
-        except (OrientError, OSError) as exc:
-            return UndoOutcome(name, "refused", f"not restored: {exc}", root)
-
-    def _backup_bytes(self, sha256: str) -> bytes | None:
-        try:
-            data = (self.backup_dir / sha256).read_bytes()
-        except OSError:
-            return None
-        return data if sha256_bytes(data) == sha256 else None
-
-
-def undo_from_report(
-    root: str | os.PathLike[str],
-    rows: list[dict],
-    backup_dir: Path,
-    paths: Iterable[str] | None = None,
-    dry_run: bool = False,
-) -> list[UndoOutcome]:
-    """Undo without a journal (it is damaged): each applied report row whose file still holds
-    the hash the report recorded gets the backup with the report's original hash back."""
-    wanted = None if paths is None else set(paths)
-    outcomes = []
-    with Tree(root) as tree:
-        for row in rows:
-            rel = os.fsdecode(row["path_bytes"])
-            if not row["applied"] or (wanted is not None and rel not in wanted):
-                continue
-            parts_of(rel)
-        for row in reversed(rows):
-            rel = os.fsdecode(row["path_bytes"])
-            if not row["applied"] or (wanted is not None and rel not in wanted):
-                continue
-            before, after = row["sha256_before"], row["sha256_after"]
-            try:
-                with tree.place(rel) as place:
-                    data, state = _read_photo(place)
-                    current = sha256_bytes(data)
-                    if current == before:
-                        outcomes.append(UndoOutcome(rel, "already", "already the original"))
-                        continue
-                    if current != after:
-                        outcomes.append(UndoOutcome(rel, "refused", "changed since the run; not restored"))
-                        continue
-                    try:
-                        original = (backup_dir / before).read_bytes()
-                    except OSError:
-                        original = b""
-                    if sha256_bytes(original) != before:
-                        outcomes.append(
-                            UndoOutcome(
-                                rel,
-                                "refused",
-                                f"backup {backup_dir / before} is missing or damaged; not restored",
-                            )
-                        )
-                        continue
-                    if dry_run:
-                        outcomes.append(UndoOutcome(rel, "would restore", "would restore the original"))
-                        continue
-                    place.replace(original, state, current)
-                    outcomes.append(UndoOutcome(rel, "restored", "restored the original (from the report)"))
-            except (OrientError, OSError) as exc:
-                outcomes.append(UndoOutcome(rel, "refused", f"not restored: {exc}"))
-    return outcomes
+        return undo_changes(self, run_id, report, paths, dry_run)
 
 
 def check_mirror_folder(archive_root: Path, out_dir: Path, state: Path | None = None) -> None:
@@ -572,7 +377,8 @@ def check_mirror_folder(archive_root: Path, out_dir: Path, state: Path | None = 
             )
 
 
-def _read_photo(place) -> tuple[bytes, FileState]:
+def read_photo(place) -> tuple[bytes, FileState]:
+    """A photo's bytes and state, a vanished or unreadable file told as such (not a bare OSError)."""
     try:
         return place.read()
     except FileNotFoundError:

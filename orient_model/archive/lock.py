@@ -16,8 +16,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from orient_model.archive.atomic import atomic_write_bytes
 from orient_model.errors import OrientError
+from orient_model.files import atomic_write_bytes
 
 
 class ArchiveLocked(OrientError):

@@ -20,13 +20,13 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from orient_model.archive.atomic import (
+from orient_model.errors import OrientError
+from orient_model.files import (
     existing_mode,
     fsync_dir_fd,
     sha256_fd,
     write_temp,
 )
-from orient_model.errors import OrientError
 
 STATE_DIRNAME = ".orient"
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)

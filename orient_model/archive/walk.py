@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from orient_model.archive.atomic import is_temp_name
 from orient_model.archive.paths import STATE_DIRNAME
+from orient_model.files import is_temp_name
 
 NESTED_ARCHIVE = (
     f"nested archive (it has its own {STATE_DIRNAME} state folder): skipped; run orient on it separately"

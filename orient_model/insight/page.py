@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orient_model.archive.atomic import atomic_write_bytes
+from orient_model.files import atomic_write_bytes
 
 PAGE = "index.html"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orient_model.archive.atomic import atomic_write_bytes
+from orient_model.files import atomic_write_bytes
 from orient_model.insight import behaviour, failures, saliency, units
 from orient_model.insight.page import Picture, Section, write_page
 from orient_model.insight.photos import LabelledPhoto

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from orient_model.archive.atomic import atomic_write_bytes
 from orient_model.errors import OrientError
+from orient_model.files import atomic_write_bytes
 from orient_model.model.registry import learning_settings
 
 CHECKPOINT = "checkpoint.pt"

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from orient_model.archive.atomic import sha256_file
 from orient_model.errors import OrientError
+from orient_model.files import sha256_file
 
 TOLERANCE = 1e-3  # largest difference in any class probability on the check inputs
 INT8 = "onnxruntime-int8"
@@ -128,7 +128,7 @@ Engine = TorchEngine | CompiledEngine
 
 def export_onnx(model: torch.nn.Module, input_size: int, path: Path) -> Path:
     """The network as ONNX (any batch size), written atomically."""
-    from orient_model.archive.atomic import atomic_write_bytes
+    from orient_model.files import atomic_write_bytes
 
     tmp = path.with_name(path.name + ".part")
     model = model.float().eval().to(memory_format=torch.contiguous_format)
@@ -156,7 +156,7 @@ def quantize_int8(onnx_path: Path, batches: list[np.ndarray], out: Path) -> Path
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from orient_model.archive.atomic import atomic_write_bytes
+    from orient_model.files import atomic_write_bytes
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

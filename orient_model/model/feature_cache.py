@@ -31,8 +31,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from orient_model.archive.atomic import atomic_write_bytes
 from orient_model.config import TrainConfig
+from orient_model.files import atomic_write_bytes
 from orient_model.model.data import CopiesDataset
 from orient_model.model.train_costs import duration, usable_cores
 

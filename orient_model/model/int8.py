@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from orient_model.archive.atomic import sha256_file
+from orient_model.files import sha256_file
 from orient_model.imageio import load_upright, square_views
 from orient_model.model.data import split_copies, to_tensor
 from orient_model.model.engine import (

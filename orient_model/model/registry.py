@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from orient_model.archive.atomic import atomic_write_bytes
 from orient_model.config import TrainConfig
 from orient_model.errors import OrientError
+from orient_model.files import atomic_write_bytes
 from orient_model.model.architectures import ARCHS, NUM_CLASSES, build_model
 
 CHECKPOINT_FORMAT = "orient-model/1"

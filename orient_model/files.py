@@ -1,4 +1,6 @@
-"""Crash-safe file writes and content hashes.
+"""Crash-safe file writes and content hashes, for every package that writes files: the archive's
+photos and state, reports, models and training sets alike (so none of them depends on another
+for them).
 
 A photo in the archive must be either its original bytes or the complete new bytes, never a
 half-written file, even if the process is killed or the machine loses power mid-write. The
@@ -10,7 +12,7 @@ recovery sweeps the leftovers of a killed run.
 
 Writes inside an archive go through :mod:`orient_model.archive.paths`, which does the same
 relative to a directory opened without following links; :func:`atomic_write_bytes` is for the
-state folder and reports, whose paths we chose ourselves.
+state folder, reports and models, whose paths we chose ourselves.
 """
 
 from __future__ import annotations
