@@ -27,6 +27,7 @@ from pathlib import Path
 
 from orient_model.archive.changes import Archive, check_mirror_folder
 from orient_model.archive.journal import Journal, JournalError
+from orient_model.archive.layout import report_path, reports_dir
 from orient_model.archive.lock import state_lock
 from orient_model.archive.state import Memory, open_journals, remember, state_folders
 from orient_model.archive.walk import ArchiveEntry, walk_archive
@@ -86,9 +87,7 @@ class AutorotateRun:
         if self.out_dir is not None:
             check_mirror_folder(self.root, self.out_dir, self.folders.primary)
         self.run_id = run_id or new_run_id()
-        self.report_path = (
-            Path(report) if report else self.folders.primary / "reports" / f"{self.run_id}.parquet"
-        )
+        self.report_path = Path(report) if report else report_path(self.folders.primary, self.run_id)
         self.rejudge, self.model_path, self.on_stage, self.log = rejudge, model_path, on_stage, log
         self.archive: Archive | None = None
         self.journal: Journal | None = None
@@ -136,7 +135,7 @@ class AutorotateRun:
     def _clear_abandoned_reports(self) -> None:
         """Remove the half-written reports of runs killed before their end (``.orient-tmp-*``, a
         name only orient gives): safe while this run holds the state folder's lock."""
-        for leftover in (self.folders.primary / "reports").glob(f"{TMP_PREFIX}*.parquet"):
+        for leftover in reports_dir(self.folders.primary).glob(f"{TMP_PREFIX}*.parquet"):
             leftover.unlink(missing_ok=True)
 
     def run_config(self) -> dict:

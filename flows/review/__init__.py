@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from orient_model import orientation
+from orient_model.archive.layout import reports_dir
 from orient_model.archive.paths import OutsideArchive
 from orient_model.errors import OrientError
 from orient_model.imageio import ImageReadError
@@ -325,7 +326,7 @@ def serve(
     check_port_free(host, port)
     found = queue.items()
     if not queue.report_paths():
-        places = ", ".join(str(f / "reports") for f in queue.folders.all)
+        places = ", ".join(str(reports_dir(f)) for f in queue.folders.all)
         announce(
             f"no reports of this archive in {places}: run `orient autorotate {archive}` first "
             "(or give --report / --state-dir)"

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from orient_model.archive.layout import journal_path
 from orient_model.archive.paths import STATE_DIRNAME
 
 
@@ -17,11 +18,7 @@ def read_journal(state: str | os.PathLike[str]) -> list[dict]:
     """A read-only snapshot of a state folder's journal, safe while a run is writing to it;
     ``[]`` before the first change. ``state`` is the state folder or the archive holding it."""
     state = Path(state)
-    path = (
-        (state / "journal.sqlite")
-        if (state / "journal.sqlite").exists()
-        else state / STATE_DIRNAME / "journal.sqlite"
-    )
+    path = journal_path(state) if journal_path(state).exists() else journal_path(state / STATE_DIRNAME)
     if not path.exists():
         return []
     try:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orient_model.archive.journal import Change, Journal
+from orient_model.archive.layout import backup_dir, journal_path
 from orient_model.archive.lock import state_lock
 from orient_model.archive.paths import (
     STATE_DIRNAME,
@@ -98,11 +99,11 @@ class Archive:
         self.tree = Tree(root)
         self.root = self.tree.root
         self.state_dir = Path(state) if state is not None else self.root / STATE_DIRNAME
-        self.backup_dir = self.state_dir / "backup"
+        self.backup_dir = backup_dir(self.state_dir)
         self.on_stage = on_stage or (lambda stage, rel: None)
         self.backup_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.journal = Journal(self.state_dir / "journal.sqlite")
+            self.journal = Journal(journal_path(self.state_dir))
         except BaseException:
             self.tree.close()
             raise

@@ -27,9 +27,6 @@ STATES = ("planned", "done", "undone", "abandoned")
 SCHEMA_VERSION = 2
 
 
-JOURNAL_NAME = "journal.sqlite"  # in a state folder
-
-
 class JournalError(OrientError):
     """The journal cannot answer (locked, an unknown run id, a contradiction); the message says why."""
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orient_model.archive.journal import Journal, JournalError, Judgement, Review, Seen
+from orient_model.archive.layout import journal_path
 from orient_model.archive.paths import STATE_DIRNAME, relation
 from orient_model.errors import OrientError
 
@@ -128,14 +129,14 @@ def open_journals(folders: StateFolders, create_primary: bool = True) -> tuple[J
     primary = None
     if create_primary:
         folders.primary.mkdir(parents=True, exist_ok=True)
-        primary = Journal(folders.primary / "journal.sqlite")
-    elif (folders.primary / "journal.sqlite").is_file():
-        primary = Journal(folders.primary / "journal.sqlite", readonly=True)
+        primary = Journal(journal_path(folders.primary))
+    elif journal_path(folders.primary).is_file():
+        primary = Journal(journal_path(folders.primary), readonly=True)
     others = []
     for folder in folders.others:
-        if (folder / "journal.sqlite").is_file():
+        if journal_path(folder).is_file():
             try:
-                others.append(Journal(folder / "journal.sqlite", readonly=True))
+                others.append(Journal(journal_path(folder), readonly=True))
             except JournalError:
                 continue  # another version's, or damaged: this run does without it
     return primary, others

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orient_model.archive.changes import Archive, archive_lock, check_mirror_folder, read_photo, state_dir
-from orient_model.archive.journal import JOURNAL_NAME, Change, JournalDamaged, JournalError
+from orient_model.archive.journal import Change, JournalDamaged, JournalError
+from orient_model.archive.layout import JOURNAL_NAME, backup_dir, report_path
 from orient_model.archive.paths import Tree, parts_of
 from orient_model.archive.state import default_state_dir
 from orient_model.errors import OrientError
@@ -285,7 +286,7 @@ def undo_run(
             raise OrientError(f"{target!r} is neither a report file nor (without --archive DIR) a run id")
         run_id, root = target, Path(archive)
         for folder in (state_dir(root), default_state_dir(root)):  # a mirror run's state is outside
-            default_report = folder / "reports" / f"{run_id}.parquet"
+            default_report = report_path(folder, run_id)
             if default_report.is_file():
                 config, rows = _report_rows(default_report)
                 break
@@ -308,7 +309,7 @@ def undo_run(
             announce(
                 "warning: the archive's journal is missing; restoring from the report and the backups instead"
             )
-            outcomes = undo_from_report(root, rows, state / "backup", paths, dry_run)
+            outcomes = undo_from_report(root, rows, backup_dir(state), paths, dry_run)
             return UndoResult(run_id, root, outcomes, from_report_only=True)
         try:
             with Archive(root, state) as arch:
@@ -317,7 +318,7 @@ def undo_run(
             if rows is None:
                 raise
             announce(f"warning: {exc}; restoring from the report and the backups instead")
-            outcomes = undo_from_report(root, rows, state / "backup", paths, dry_run)
+            outcomes = undo_from_report(root, rows, backup_dir(state), paths, dry_run)
             return UndoResult(run_id, root, outcomes, from_report_only=True)
 
 

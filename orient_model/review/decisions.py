@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from orient_model.archive.journal import Journal, JournalError, Review
+from orient_model.archive.layout import journal_path
 from orient_model.archive.paths import STATE_DIRNAME
 from orient_model.archive.state import StateFolders
 from orient_model.review.items import InvalidDecision
@@ -47,7 +48,7 @@ def decision_state_folder(folders: StateFolders, root: Path) -> Path:
     """Where decisions are written: the archive's own ``.orient`` when it exists and is writable
     (the decisions travel with the archive), else the per-archive folder report-only runs use."""
     inside = root / STATE_DIRNAME
-    journal = inside / "journal.sqlite"
+    journal = journal_path(inside)
     if (
         inside.is_dir()
         and os.access(inside, os.W_OK)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from orient_model import orientation
 from orient_model.archive.journal import Journal, JournalError, Review, Seen
+from orient_model.archive.layout import journal_path, reports_dir
 from orient_model.archive.paths import OutsideArchive, Tree
 from orient_model.archive.state import state_folders
 from orient_model.files import is_temp_name
@@ -58,9 +59,9 @@ class ReviewQueue:
         """Read-only views of every journal of this archive that exists (caller closes them)."""
         out = []
         for folder in self.folders.all:
-            if (folder / "journal.sqlite").is_file():
+            if journal_path(folder).is_file():
                 try:
-                    out.append(Journal(folder / "journal.sqlite", readonly=True))
+                    out.append(Journal(journal_path(folder), readonly=True))
                 except JournalError:
                     continue  # another version's, or damaged: the queue does without it
         return out
@@ -68,7 +69,7 @@ class ReviewQueue:
     def report_paths(self) -> list[Path]:
         found = []
         for folder in self.folders.all:
-            reports = folder / "reports"
+            reports = reports_dir(folder)
             if reports.is_dir():
                 found += [p for p in reports.glob("*.parquet") if not is_temp_name(p.name)]
         return [*found, *self.extra_reports]
@@ -167,7 +168,7 @@ class ReviewQueue:
             raise ReviewError(
                 f"cannot create the state folder {folder} for decisions: {exc.strerror or exc}"
             ) from None
-        return Journal(folder / "journal.sqlite")
+        return Journal(journal_path(folder))
 
     def decide(self, item_id: str, rotation_deg: int, reviewer: str) -> ReviewItem:
         """Record that the item's content is upright after ``rotation_deg`` clockwise."""
