@@ -48,6 +48,8 @@ import numpy as np
 from PIL import Image
 
 from corpus import (
+    Holdout,
+    dhash64,
     HERE,
     MAX_SIDE,
     PHOTOS,
@@ -77,7 +79,6 @@ from round3 import seed_evaluation
 PINS = HERE / "repos.json"
 REVIEW = HERE / "review6.json"
 # 64-bit dHashes of photos held out for evaluation (one hex hash a line, see its header)
-HOLDOUT_DHASH = Path(os.environ.get("HOLDOUT_DHASH", HERE.parents[1].parent / "shared" / "holdout-dhash.txt"))
 SAMPLE = 300           # random sample of the photos the triage did not flag, looked at by eye
 SAMPLE_SEED = "round6-sample"
 TURNED = 0.9           # the triage flags a photo when a quarter turn other than 0 gets at least this
@@ -229,12 +230,6 @@ def class_of(c: Candidate) -> str:
 
 # --- de-duplication at this scale ---------------------------------------------------------------
 
-def dhash64(im: Image.Image) -> int:
-    """The holdout list's 64-bit dHash: corpus.dhash's bits (greyscale, 9x8 with LANCZOS, pixel < its
-    right neighbour), row by row, most significant bit first."""
-    return int.from_bytes(np.packbits(dhash(im)).tobytes(), "big")
-
-
 class FastDeduper(Deduper):
     """corpus.Deduper's rule (sha256, then dHash within 4 confirmed by a 16x16 thumbnail), with the
     hashes kept packed so that tens of thousands of photos compare quickly."""
@@ -270,28 +265,6 @@ class FastDeduper(Deduper):
         self._thumbs[self._n] = self._thumb(im)
         self._n += 1
         self.names.append(name)
-
-
-class Holdout:
-    """Photos held out for evaluation, by 64-bit dHash (the list's header defines it): a candidate
-    within Hamming distance 6 of any of them, in any of its four quarter turns, is dropped. (The
-    same rule as corpus.Holdout, which the rebuild of rounds 1-5 brings; this copy keeps round 6
-    independent of when that lands.)"""
-
-    def __init__(self, path: Path = HOLDOUT_DHASH, max_distance: int = 6):
-        if not path.exists():
-            raise SystemExit(f"{path} is missing: the holdout's dHash list (set HOLDOUT_DHASH to its path)")
-        lines = [x.split("#")[0].strip() for x in path.read_text().splitlines()]
-        self.hashes = np.array([int(x, 16) for x in lines if x], dtype=np.uint64)
-        self.max_distance = max_distance
-
-    def matches(self, im: Image.Image) -> bool:
-        """``im``: the candidate upright as stored (EXIF orientation applied)."""
-        for turn in (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270):
-            h = np.uint64(dhash64(im if turn is None else im.transpose(turn)))
-            if len(self.hashes) and int(np.bitwise_count(self.hashes ^ h).min()) <= self.max_distance:
-                return True
-        return False
 
 
 # --- the model's triage --------------------------------------------------------------------------
