@@ -78,7 +78,6 @@ from round3 import seed_evaluation
 
 PINS = HERE / "repos.json"
 REVIEW = HERE / "review6.json"
-# 64-bit dHashes of photos held out for evaluation (one hex hash a line, see its header)
 SAMPLE = 300           # random sample of the photos the triage did not flag, looked at by eye
 SAMPLE_SEED = "round6-sample"
 TURNED = 0.9           # the triage flags a photo when a quarter turn other than 0 gets at least this
