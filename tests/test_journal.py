@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from orient_model.archive.changes import Archive, ReadOnlyFile, archive_lock
-from orient_model.archive.journal import JournalError
+from orient_model.archive.journal import JournalError, UnknownRun
 from orient_model.archive.lock import ArchiveLocked
 from orient_model.archive.paths import STATE_DIRNAME, ChangedSinceRead, OutsideArchive
 from orient_model.files import TMP_PREFIX, atomic_write_bytes, sha256_bytes, sha256_file
@@ -96,7 +96,7 @@ def test_undo_refuses_a_file_changed_after_rotation(archive: Archive) -> None:
 
 
 def test_undo_of_unknown_run_says_so(archive: Archive) -> None:
-    with pytest.raises(JournalError, match="no changes recorded for run 'nope'"):
+    with pytest.raises(UnknownRun, match="no changes recorded for run 'nope'"):
         archive.undo("nope")
 
 

@@ -64,6 +64,10 @@ class BackupFailed(OrientError):
     """The original could not be backed up safely, so it was not changed."""
 
 
+class WriteFailed(OrientError):
+    """The new file could not be written, or did not read back; the original is kept."""
+
+
 class MirrorConflict(OrientError):
     """A mirror target that orient did not write, or that overlaps the archive; left alone."""
 
@@ -260,12 +264,12 @@ class Archive:
             raise
         except OSError as exc:
             self.journal.set_state(change, "abandoned", f"write failed: {exc}")
-            raise BackupFailed(
+            raise WriteFailed(
                 f"{place.rel_path}: cannot write the new file ({exc.strerror or exc}); original kept"
             ) from exc
         if not ok:
             self.journal.set_state(change, "abandoned", "the new file did not read back")
-            raise BackupFailed(
+            raise WriteFailed(
                 f"{place.rel_path}: the new file did not read back correctly; "
                 f"the original is in {self.backup_dir / (before or '')}"
             )

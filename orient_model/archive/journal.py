@@ -31,6 +31,10 @@ class JournalError(OrientError):
     """The journal cannot answer (locked, an unknown run id, a contradiction); the message says why."""
 
 
+class UnknownRun(JournalError):
+    """No run of that id changed anything in this archive (a typo, or another archive's run)."""
+
+
 class JournalDamaged(JournalError):
     """The journal file cannot be read at all; undo can still work from a report and the backups."""
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orient_model.archive.changes import Archive, archive_lock, check_mirror_folder, read_photo, state_dir
-from orient_model.archive.journal import Change, JournalDamaged, JournalError
+from orient_model.archive.journal import Change, JournalDamaged, JournalError, UnknownRun
 from orient_model.archive.layout import JOURNAL_NAME, backup_dir, report_path
 from orient_model.archive.paths import Tree, parts_of
 from orient_model.archive.state import default_state_dir
@@ -72,7 +72,7 @@ def undo_changes(
     changes = [c for c in archive.journal.changes(runs) if c.state in ("done", "undone", "planned")]
     if not changes and not archive.journal.is_finished(run_id) and run_id not in archive.journal.run_ids():
         known = ", ".join(archive.journal.run_ids()[-5:]) or "none"
-        raise JournalError(f"no changes recorded for run {run_id!r} in {archive.root} (recent runs: {known})")
+        raise UnknownRun(f"no changes recorded for run {run_id!r} in {archive.root} (recent runs: {known})")
     if paths is not None:
         wanted = set(paths)
         changes = [c for c in changes if c.rel_path in wanted]
