@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from orient_model.archive.changes import Archive, ReadOnlyFile, archive_lock
-from orient_model.archive.journal import JournalError, UnknownRun
+from orient_model.archive.journal import UnknownRun
 from orient_model.archive.lock import ArchiveLocked
 from orient_model.archive.paths import STATE_DIRNAME, ChangedSinceRead, OutsideArchive
 from orient_model.files import TMP_PREFIX, atomic_write_bytes, sha256_bytes, sha256_file
