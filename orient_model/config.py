@@ -22,6 +22,11 @@ from orient_model.errors import OrientError
 ENV_PREFIX = "ORIENT_"
 
 
+# The defaults every part of orient shares (commands, flows, library functions), written once.
+MAX_ERROR = 0.01  # error allowed among automatic decisions, certified at 95% confidence
+MARGIN = 0.005  # accuracy a challenger must gain over the champion
+
+
 class ConfigError(OrientError):
     """A config file or setting that cannot be used; the message names it."""
 
@@ -116,7 +121,10 @@ class AutorotateConfig(_Section):
         None, description="the model registry (null: ORIENT_MODELS_DIR, else your data dir)"
     )
     max_error: float = Field(
-        0.01, gt=0, lt=1, description="error allowed among automatic decisions (certified, 95% confidence)"
+        MAX_ERROR,
+        gt=0,
+        lt=1,
+        description="error allowed among automatic decisions (certified, 95% confidence)",
     )
     threshold: float | None = Field(
         None, ge=0, le=1, description="a fixed confidence to act alone instead of max_error (0: never flag)"
@@ -162,12 +170,12 @@ class RetrainConfig(_Section):
     """orient retrain / orient bootstrap / the weekly retraining: how challengers are trained and the promotion gate"""
 
     max_error: float = Field(
-        0.01,
+        MAX_ERROR,
         gt=0,
         lt=1,
         description="error target at which the challenger must certify at least the champion's coverage",
     )
-    margin: float = Field(0.005, ge=0, lt=1, description="accuracy a challenger must gain over the champion")
+    margin: float = Field(MARGIN, ge=0, lt=1, description="accuracy a challenger must gain over the champion")
     freeze: Literal["none", "early"] = Field(
         "early",
         description="how challengers train: early keeps the first stages as pretrained (5x faster on a CPU)",

@@ -21,6 +21,7 @@ from flows.cli.common import (
     user_errors,
 )
 from flows.options import config_options, overrides
+from orient_model.config import MAX_ERROR
 
 # --------------------------------------------------------------------------- training
 
@@ -193,7 +194,7 @@ def models(models_dir, as_json) -> None:
 @click.option(
     "--max-error",
     type=float,
-    default=0.01,
+    default=MAX_ERROR,
     show_default=True,
     help="error target whose certified threshold the figures use",
 )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from orient_model import orientation
+from orient_model.config import MAX_ERROR
 from orient_model.errors import OrientError
 from orient_model.imageio import ImageReadError
 from orient_model.insight.figures import draw_reliability, draw_risk, new_figure, png
@@ -72,7 +73,7 @@ def shown_four_ways(upright) -> list:
 def judge(
     loaded: LoadedModel,
     photos: list[LabelledPhoto],
-    max_error: float = 0.01,
+    max_error: float = MAX_ERROR,
     device: str = "cpu",
     batch: int = 8,
     progress: Callable[[int, int], None] | None = None,

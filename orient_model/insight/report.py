@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from orient_model.config import MAX_ERROR
 from orient_model.files import atomic_write_bytes
 from orient_model.insight import behaviour, failures, saliency, units
 from orient_model.insight.page import Picture, Section, write_page
@@ -45,7 +46,7 @@ def build_report(
     photos: list[LabelledPhoto],
     out_dir: Path,
     caps: Caps = Caps(),
-    max_error: float = 0.01,
+    max_error: float = MAX_ERROR,
     device: str = "cpu",
     say: Callable[[str], None] | None = None,
 ) -> Path:

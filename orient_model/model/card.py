@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from orient_model.config import MAX_ERROR
 from orient_model.model.calibration import certified_threshold
 
 
-def model_card_markdown(card: dict, max_error: float = 0.01) -> str:
+def model_card_markdown(card: dict, max_error: float = MAX_ERROR) -> str:
     lines = [f"# Model {card.get('version', '?')}", ""]
     lines.append(
         f"{card.get('architecture')} at {card.get('input_size')} px, {card.get('views', 1)} view(s) per photo; "

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from orient_model.config import MAX_ERROR
 from orient_model.files import sha256_file
 from orient_model.imageio import load_upright, square_views
 from orient_model.model.data import split_copies, to_tensor
@@ -51,7 +52,7 @@ def representative_batches(
 
 
 def add_int8(
-    loaded: LoadedModel, data_dir: Path | str, photos: dict, max_error: float = 0.01, threads: int = 0
+    loaded: LoadedModel, data_dir: Path | str, photos: dict, max_error: float = MAX_ERROR, threads: int = 0
 ) -> dict:
     """Quantize ``loaded`` (a saved model) beside its checkpoint on the training copies in
     ``data_dir``, calibrate the 8-bit network on ``photos["calib"]`` and judge it on

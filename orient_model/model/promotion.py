@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from orient_model.config import MARGIN
 from orient_model.model.calibration import certified_threshold
 from orient_model.model.evaluate import PhotoScores, calibrate, metrics
 from orient_model.model.predict import Looking
@@ -55,7 +56,7 @@ def judge_pair(
     challenger_test: PhotoScores,
     looking: Looking,
     max_error: float,
-    margin: float = 0.005,
+    margin: float = MARGIN,
     max_drop: float = 0.01,
 ) -> Verdict:
     """Promote the challenger only if, on the same calibration and test photos, it is better

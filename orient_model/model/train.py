@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from orient_model.config import TrainConfig
+from orient_model.config import MAX_ERROR, TrainConfig
 from orient_model.errors import OrientError
 from orient_model.model.architectures import ARCHS, build_model, split_stages
 from orient_model.model.calibration import (
@@ -341,7 +341,7 @@ def judge_on_photos(
     input_size: int,
     photos: dict,
     progress: Progress | None = None,
-    max_error: float = 0.01,
+    max_error: float = MAX_ERROR,
 ) -> None:
     """Calibrate on the calibration photos, then measure on the test photos (whole photos, all
     four orientations): fills ``result.calibration`` and the ``test_*`` metrics."""
