@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from flows.training import whole_photos
 from orient_model.model import evaluate
 from orient_model.model.calibration import certified_threshold
 from orient_model.model.data import HFLIP_LABEL
 from orient_model.model.evaluate import PhotoScores, calibrate, metrics, score_photos
 from orient_model.model.predict import Looking, Predictor
 from orient_model.model.registry import load_model
+from orient_model.training_set import whole_photos
 
 MIRROR = np.array([HFLIP_LABEL[k] for k in range(4)])
 LOOKING = Looking(3, True)

@@ -33,6 +33,7 @@ from orient_model.training_set import (
     manifest_path,
     process_source,
     read_manifest,
+    whole_photos,
     write_manifest,
 )
 
@@ -176,16 +177,6 @@ def reviewed_photos(archive: str) -> list[PoolPhoto]:
         )
         for e in training_pool(archive)
     ]
-
-
-def whole_photos(data_dir: str) -> dict[str, list[tuple[str, list[str]]]]:
-    """The calibration and test photos a training set names (judged whole, never learnt from)."""
-    table = read_manifest(manifest_path(Path(data_dir))).to_pylist()
-    out: dict[str, list] = {"calib": [], "test": []}
-    for row in table:
-        if row["split"] in out and not row["error"]:
-            out[row["split"]].append((row["source_path"], row["kinds"] or []))
-    return out
 
 
 def run_folder(data_dir: str, key: str) -> Path:

@@ -255,3 +255,13 @@ def read_manifest(path: Path) -> pa.Table:
 
 def manifest_path(data_dir: Path) -> Path:
     return Path(data_dir) / "manifest.parquet"
+
+
+def whole_photos(data_dir: str | Path) -> dict[str, list[tuple[str, list[str]]]]:
+    """The calibration and test photos a training set names (judged whole, never learnt from)."""
+    table = read_manifest(manifest_path(Path(data_dir))).to_pylist()
+    out: dict[str, list] = {"calib": [], "test": []}
+    for row in table:
+        if row["split"] in out and not row["error"]:
+            out[row["split"]].append((row["source_path"], row["kinds"] or []))
+    return out

@@ -22,12 +22,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.training import whole_photos  # noqa: E402
 from orient_model.model.evaluate import calibrate_and_test, lookings_for  # noqa: E402
 from orient_model.model.int8 import add_int8  # noqa: E402
 from orient_model.model.predict import Predictor  # noqa: E402
 from orient_model.model.promotion import quality_gate  # noqa: E402
 from orient_model.model.registry import DEFAULT_MODEL_DIR, load_model  # noqa: E402
+from orient_model.training_set import whole_photos  # noqa: E402
 
 MAX_BYTES = 30 * 1024 * 1024
 

@@ -135,8 +135,8 @@ def test_a_model_failing_its_quality_gate_is_never_promoted(registry):
 
 
 def test_champion_and_challenger_then_rollback(registry, tmp_path, prefect_server):
-    from flows.retrain import judge_and_maybe_promote
     from flows.training import make_training_set
+    from orient_model.retraining import judge_and_maybe_promote
 
     models, weak, good = registry
     write_scenes(tmp_path / "truth", 60, seed=33)  # ground-truth photos for judging both
@@ -155,7 +155,7 @@ def test_champion_and_challenger_then_rollback(registry, tmp_path, prefect_serve
         )
     ).parent
     # The good model challenges the weak one: it wins and becomes current.
-    won = judge_and_maybe_promote.fn(str(data), str(models / good), weak, str(models), 0.05, 0.005)
+    won = judge_and_maybe_promote(str(data), str(models / good), weak, str(models), 0.05, 0.005)
     assert won["promoted"] and current_version(models) == good, won["reasons"]
     page_says_what_the_rule_decided(won, models / good)
     # Each was judged as an archive run on this machine would run it (not by PyTorch on a CPU).
@@ -169,7 +169,7 @@ def test_champion_and_challenger_then_rollback(registry, tmp_path, prefect_serve
     card = json.loads(card_path.read_text())
     card["quality_gate"] = {"passed": True, "reasons": []}  # let only the comparison decide
     card_path.write_text(json.dumps(card))
-    lost = judge_and_maybe_promote.fn(str(data), str(models / weak), "current", str(models), 0.05, 0.005)
+    lost = judge_and_maybe_promote(str(data), str(models / weak), "current", str(models), 0.05, 0.005)
     assert not lost["promoted"] and current_version(models) == good
     assert any("not better" in reason for reason in lost["reasons"])
     page_says_what_the_rule_decided(lost, models / weak)
