@@ -15,18 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chosen_runs import decided_run
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from orient_model import orientation as ori
 from orient_model.archive.audit import displayed_rotation_problem
-from orient_model.archive.paths import Tree
 from orient_model.archive.state import open_journals, remember, state_folders
 from orient_model.config import AutorotateConfig
 from orient_model.errors import OrientError
 from orient_model.files import sha256_file
 from orient_model.model.predict import Decision
-from orient_model.pipeline import Predicted, read_entry
 from orient_model.report import read_report
 from orient_model.review import (
     ContentChanged,
@@ -72,25 +71,15 @@ def judged_run(
     probs = probs or {rel: p for rel, (_, p) in PHOTOS.items()}
     cfg = AutorotateConfig(apply=apply, model=model or "none")
     version = json.loads((Path(model) / "card.json").read_text())["version"] if model else "test-model"
-    with AutorotateRun(root, cfg, version, "test-view", threshold=threshold, state_dir=state) as run:
-        predicted = Predicted()
-        with Tree(run.root) as tree:
-            for entry in run.entries:
-                read = read_entry(tree, entry, 32, cfg, run.memory)
-                row = read.row
-                if read.upright is not None and entry.rel_path in probs:
-                    decision = Decision.of(probs[entry.rel_path], threshold)
-                    row.prob_0, row.prob_90, row.prob_180, row.prob_270 = decision.probs
-                    row.rotation_deg, row.confidence, row.action = (
-                        decision.rotation_deg,
-                        decision.confidence,
-                        decision.action,
-                    )
-                predicted.rows.append(row)
-                if read.seen is not None:
-                    predicted.seen.append(read.seen)
-        run.finish_chunk(predicted)
-    return run
+    return decided_run(
+        root,
+        cfg,
+        lambda rel: Decision.of(probs[rel], threshold) if rel in probs else None,
+        version,
+        "test-view",
+        threshold=threshold,
+        state_dir=state,
+    )
 
 
 @pytest.fixture

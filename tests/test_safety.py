@@ -17,18 +17,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chosen_runs import decided_run
 from PIL import Image
 
 from orient_model.archive.audit import archive_contents, displayed_rotation_problem
 from orient_model.archive.changes import Archive, MirrorConflict
 from orient_model.archive.journal import JournalError
-from orient_model.archive.paths import STATE_DIRNAME, ChangedSinceRead, OutsideArchive, Tree
+from orient_model.archive.paths import STATE_DIRNAME, ChangedSinceRead, OutsideArchive
 from orient_model.archive.undo import undo_run
 from orient_model.archive.walk import NESTED_ARCHIVE, walk_archive
 from orient_model.config import AutorotateConfig
 from orient_model.errors import OrientError
 from orient_model.files import sha256_bytes, sha256_file
-from orient_model.pipeline import Predicted, read_entry
+from orient_model.model.predict import Decision
 from orient_model.report import ReportRow, ReportWriter, picture_name
 from orient_model.rotate import RotateError, rotate_bytes
 from orient_model.run import AutorotateRun, RunAborted
@@ -50,20 +51,10 @@ def jpeg(path: Path, seed: int = 0, size: tuple[int, int] = (64, 48), **save) ->
 
 
 def run_with_decisions(root: Path, rotation_deg: int = 90, action: str = "rotate", **kwargs) -> AutorotateRun:
-    """A real run over ``root`` (walk, read, journal, apply, report) where every photo gets the
-    same decision instead of a model's: the protocol is what is under test here."""
+    """A real run over ``root`` where every photo gets the same decision instead of a model's."""
     cfg = AutorotateConfig(apply=kwargs.pop("apply", "lossless"))
-    with AutorotateRun(root, cfg, "test-model", "none", **kwargs) as run:
-        predicted = Predicted()
-        with Tree(run.root) as tree:
-            for entry in run.entries:
-                read = read_entry(tree, entry, 32, cfg, run.memory)
-                row = read.row
-                if read.upright is not None:
-                    row.rotation_deg, row.confidence, row.action = rotation_deg, 1.0, action
-                predicted.rows.append(row)
-        run.finish_chunk(predicted)
-    return run
+    same = Decision(None, rotation_deg, 1.0, action)
+    return decided_run(root, cfg, lambda rel: same, "test-model", "none", **kwargs)
 
 
 @pytest.fixture
