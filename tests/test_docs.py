@@ -88,7 +88,7 @@ def test_readme_is_a_front_door():
 def test_the_parser_finds_what_the_readme_shows():
     found = orient_lines(README.read_text())
     assert ".venv/bin/orient demo" in found
-    assert "orient review orient-demo/archive" in found
+    assert ".venv/bin/orient review orient-demo/archive" in found
     assert "orient config" in found  # `orient config > my.yaml`: the redirection is the shell's
     assert not any("prefect" in line for line in found)
     with pytest.raises(AssertionError, match="has no option --no-such-flag"):
