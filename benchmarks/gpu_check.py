@@ -26,28 +26,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+from autorotate_throughput import make_scans  # noqa: E402  (the throughput benchmark's 24 MP scans)
+
 from orient_model.imageio import load_upright  # noqa: E402
 from orient_model.model.architectures import build_model  # noqa: E402
 from orient_model.model.predict import Predictor  # noqa: E402
 from orient_model.model.registry import load_model  # noqa: E402
-from orient_model.synthetic import scene  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def write_scans(folder: Path, n: int) -> list[Path]:
-    """``n`` generated 6000x4000 JPEG scans (24 megapixels), upright."""
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(n):
-        path = folder / f"scan_{i:04d}.jpg"
-        if not path.exists():
-            scene(rng, 600, 400).resize((6000, 4000), Image.Resampling.BILINEAR).save(path, quality=90)
-        paths.append(path)
-    return paths
 
 
 def amp_training(steps: int, size: int = 224, batch: int = 64) -> dict:
@@ -145,7 +131,7 @@ def main() -> int:
         print("no CUDA GPU on this machine: nothing to check (the GPU path runs where one is)")
         return 0
     print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
-    paths = write_scans(args.workdir / "scans", args.scans)
+    paths = make_scans(args.workdir / "scans", args.scans)
     train = amp_training(args.steps)
     decode = decode_times(paths[:32], 224)
     predict = prediction(paths)
