@@ -65,6 +65,22 @@ def orient(args: list[str], wait: bool = True) -> subprocess.Popen | int:
     return proc.returncode
 
 
+def kill_while_writing(root: Path, args: list[str], rng: random.Random) -> int:
+    """Start `orient ARGS` and kill its whole process group with SIGKILL a random moment after
+    its first new journal row (while it is writing); 1 if the kill landed before it finished."""
+    before = len(read_journal(root))
+    proc = orient(args, wait=False)
+    while proc.poll() is None and len(read_journal(root)) <= before:
+        time.sleep(0.005)
+    time.sleep(rng.uniform(0.0, 0.3))
+    landed = 0
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        landed = 1
+    proc.wait()
+    return landed
+
+
 def finished_alone(root: Path, final_report: Path) -> list[str]:
     """Runs, other than the final one, that finished on their own and changed files (oldest first)."""
     final = json.loads(final_report.with_suffix(".json").read_text())["run_id"]
@@ -87,15 +103,7 @@ def drill_round(work: Path, photos: int, kills: int, model: str, rng: random.Ran
     problems = {"corrupt": [], "lost": [], "double": [], "journal": []}
     landed = 0
     for _ in range(kills):
-        before = len(read_journal(root))
-        proc = orient(drill_autorotate_args(root, model), wait=False)
-        while proc.poll() is None and len(read_journal(root)) <= before:
-            time.sleep(0.005)
-        time.sleep(rng.uniform(0.0, 0.3))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            landed += 1
-        proc.wait()
+        landed += kill_while_writing(root, drill_autorotate_args(root, model), rng)
         mid = audit(root, originals, final=False)
         for key in ("corrupt", "lost", "double"):
             problems[key] += mid[key]
@@ -145,17 +153,7 @@ def review_round(work: Path, photos: int, kills: int, model: str, rng: random.Ra
     decided = {i.path: rng.choice([0, 90, 180, 270, 90, 270]) for i in items}
     queue.decide_many([i.id for i in items], [decided[i.path] for i in items], "drill")
     expected = {rel: (turned.get(rel, 0) + decided.get(rel, 0)) % 360 for rel in originals}
-    landed = 0
-    for _ in range(kills):
-        before = len(read_journal(root))
-        proc = orient(["apply-review", str(root), "--quiet"], wait=False)
-        while proc.poll() is None and len(read_journal(root)) <= before:
-            time.sleep(0.005)
-        time.sleep(rng.uniform(0.0, 0.3))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            landed += 1
-        proc.wait()
+    landed = sum(kill_while_writing(root, ["apply-review", str(root), "--quiet"], rng) for _ in range(kills))
     report = work / "final.parquet"
     resumed = orient(["apply-review", str(root), "--quiet", "--report", str(report)])
     wrong = [
