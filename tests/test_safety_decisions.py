@@ -9,20 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_safety import _journal_sql, jpeg, run_with_decisions
+import test_safety
+from test_safety import _journal_sql, run_with_decisions
 
 from orient_model.archive.audit import archive_contents
 from orient_model.archive.journal import JournalError
 from orient_model.archive.state import StateFolderConflict
 from orient_model.archive.undo import undo_run
 
-
-@pytest.fixture
-def archive(tmp_path: Path) -> Path:
-    root = tmp_path / "archive"
-    jpeg(root / "a.jpg", 1)
-    jpeg(root / "sub" / "b.jpg", 2)
-    return root
+archive = test_safety.archive  # the same two-photo archive fixture as test_safety's
 
 
 # 3 ------------------------------------------------------------------ the state folder
