@@ -24,7 +24,7 @@ from orient_model.model.int8 import add_int8
 from orient_model.model.promotion import quality_gate
 from orient_model.model.registry import find_trained, load_model, save_model, training_key
 from orient_model.model.train import TrainingError, fit
-from orient_model.model.train_costs import capped_photos
+from orient_model.model.train_costs import capped_photos, capped_train_sources
 from orient_model.pool import OPERATOR_REVIEW, PoolPhoto, check_upright, merge, upright_folders
 from orient_model.training_set import (
     SPLITS,
@@ -308,8 +308,16 @@ def train(
         logger.info(f"model {existing.name} was trained on this manifest with this config: loading it")
         return str(existing)
     table = read_manifest(manifest)
+    chosen = capped_train_sources(
+        Path(data_dir), cfg
+    )  # train.max_train_photos: the others are not learnt from
     sources = sorted(
-        {(r["source_path"], r["source_sha256"], r["split"]) for r in table.to_pylist() if not r["error"]}
+        {
+            (r["source_path"], r["source_sha256"], r["split"])
+            for r in table.to_pylist()
+            if not r["error"]
+            and (r["split"] != "train" or chosen is None or r["source_sha256"][:20] in chosen)
+        }
     )
     provenance_file = Path(data_dir) / PROVENANCE
     origin = {}

@@ -39,7 +39,12 @@ class TrainingSetConfig(_Section):
     """orient make-training-set"""
 
     copy_size: int = Field(256, ge=32, description="side in px of the square training copies")
-    crops_per_photo: int = Field(3, ge=1, le=5, description="square crops taken along each photo's long side")
+    crops_per_photo: int = Field(
+        3,
+        ge=1,
+        le=5,
+        description="square crops taken along each photo's long side (one for a photo within 10% of square)",
+    )
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of photos for early stopping")
     calibration_fraction: float = Field(
         0.2, ge=0.0, lt=1.0, description="share of photos for calibration and the certified threshold"
@@ -88,6 +93,11 @@ class TrainConfig(_Section):
     )
     cache_passes: int = Field(
         4, ge=1, description="augmented passes over the copies to cache (with freeze: early)"
+    )
+    max_train_photos: int | None = Field(
+        None,
+        ge=1,
+        description="training photos used at most (a seeded random choice: trials, learning curves); null: all",
     )
     max_val_photos: int | None = Field(
         1000,

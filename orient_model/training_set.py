@@ -21,7 +21,7 @@ from PIL import Image
 from orient_model import orientation
 from orient_model.config import TrainingSetConfig
 from orient_model.files import atomic_write_bytes, sha256_file
-from orient_model.imageio import ImageReadError, load_upright, square_views
+from orient_model.imageio import ImageReadError, load_upright, open_image, square_views
 
 # train: learnt from; val: early stopping; calib: temperature and the certified threshold;
 # test: the held-out figures in the card. Copies are made for train and val only: calibration
@@ -119,6 +119,21 @@ def find_photos(dirs: Iterable[Path | str], skipped: list[str] | None = None) ->
                 yield path
 
 
+SQUARE_ENOUGH = 1.1  # long side under 1.1 times the short: the square views along it are one view
+
+
+def views_worth_copying(source: Path, cfg: TrainingSetConfig) -> int:
+    """How many square views of a photo differ: one for a photo within 10% of square (its views
+    along the long side would repeat the centre, costing three times the copies, the cached
+    features and the training steps for nothing), ``crops_per_photo`` otherwise."""
+    img = open_image(source, cfg.max_pixels)
+    try:
+        width, height = img.size
+    finally:
+        img.close()
+    return 1 if max(width, height) < SQUARE_ENOUGH * min(width, height) else cfg.crops_per_photo
+
+
 def copy_name(sha256: str, crop: int) -> str:
     return f"{sha256[:20]}_c{crop}.jpg"
 
@@ -149,7 +164,8 @@ def make_copies(
         return [ManifestRow(*about, None, None, None)]
     rows: list[ManifestRow] = []
     pending = []
-    for crop in range(cfg.crops_per_photo):
+    views = views_worth_copying(source, cfg)
+    for crop in range(views):
         for angle, name in zip(orientation.ROTATIONS, orientation.CLASS_NAMES, strict=True):
             rel = Path(split) / name / copy_name(sha256, crop)
             rows.append(ManifestRow(*about, angle, crop, rel.as_posix()))
@@ -158,9 +174,9 @@ def make_copies(
     if pending:
         decoded = load_upright(source, cfg.copy_size, cfg.max_pixels)
         upright = isotropic_chroma(orientation.apply(decoded, orientation.CLOCKWISE[turn]), source)
-        views = square_views(upright, cfg.copy_size, cfg.crops_per_photo)
+        squares = square_views(upright, cfg.copy_size, views)
         for crop, angle, rel in pending:
-            turned = orientation.apply(views[crop], orientation.COUNTER_CLOCKWISE[angle])
+            turned = orientation.apply(squares[crop], orientation.COUNTER_CLOCKWISE[angle])
             (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(out_dir / rel, encode_copy(turned, cfg.jpeg_quality))
     return rows

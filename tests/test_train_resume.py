@@ -104,3 +104,20 @@ def test_float16_cached_features_predict_as_the_uncached_network(copies, tmp_pat
     clear = (top2[:, 0] - top2[:, 1]) > 4e-3
     assert clear.any()
     assert torch.equal(cached.argmax(1)[clear], whole.argmax(1)[clear])
+
+
+def test_max_train_photos_trains_on_a_seeded_choice_of_photos(copies, tmp_path):
+    """A learning-curve point or a trial: fewer training photos, the same judging photos."""
+    from orient_model.model.data import split_copies
+    from orient_model.model.train import fit
+    from orient_model.model.train_costs import capped_train_sources
+
+    all_photos = {p.name.split("_")[0] for p, _ in split_copies(copies, "train")}
+    capped = CFG.model_copy(update={"max_train_photos": 5, "epochs": 1})
+    chosen = capped_train_sources(copies, capped)
+    assert len(chosen) == 5 and chosen <= all_photos and chosen == capped_train_sources(copies, capped)
+    assert capped_train_sources(copies, CFG) is None
+    assert capped_train_sources(copies, CFG.model_copy(update={"max_train_photos": 10_000})) is None
+    said = []
+    fit(copies, capped, progress=lambda message, fraction, milestone: said.append(message), run_dir=tmp_path)
+    assert any("20 training copies" in m for m in said), said  # 5 photos x 4 turns

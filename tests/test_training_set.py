@@ -241,3 +241,20 @@ def test_links_out_of_an_upright_folder_and_unreadable_files_never_reach_a_split
         for held_out in (False, True):  # a copied split, and the test split (judged whole)
             (row,) = process_source(up / name, tmp_path / "out", CFG, held_out=held_out)
             assert row.error and row.copy_path is None, (name, row)
+
+
+def test_a_square_photo_gives_one_view_and_a_wide_one_three(tmp_path):
+    """Three square views of a square photo would be one view three times over."""
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    for name, size in (("square.png", (200, 190)), ("wide.png", (300, 200))):
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(src / name)
+    cfg = CFG.model_copy(update={"crops_per_photo": 3, "val_fraction": 0.0})
+    rows = make_all(src, tmp_path / "data", cfg)
+    by_photo = {}
+    for r in rows:
+        by_photo.setdefault(os.path.basename(r.source_path), set()).add((r.crop, r.rotation_deg))
+    assert len(by_photo["square.png"]) == 4 and {c for c, _ in by_photo["square.png"]} == {0}
+    assert len(by_photo["wide.png"]) == 12 and {c for c, _ in by_photo["wide.png"]} == {0, 1, 2}
+    assert all((tmp_path / "data" / r.copy_path).exists() for r in rows)

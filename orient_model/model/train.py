@@ -45,7 +45,13 @@ from orient_model.model.evaluate import calibrate_and_test, lookings_for
 from orient_model.model.feature_cache import CachedBatches, cached_features
 from orient_model.model.predict import Predictor, voted_logits
 from orient_model.model.registry import LoadedModel
-from orient_model.model.train_costs import capped_photos, capped_val_sources, duration, projected_run
+from orient_model.model.train_costs import (
+    capped_photos,
+    capped_train_sources,
+    capped_val_sources,
+    duration,
+    projected_run,
+)
 
 # (message, fraction done, whether the message is a milestone worth always showing)
 Progress = Callable[[str, float, bool], None]
@@ -239,6 +245,8 @@ def _fit(data_dir, cfg, progress, photos, sources, judge_copies, run_dir: Path, 
     spec = ARCHS[cfg.arch]
     input_size = cfg.input_size or spec.input_size
     val_sources = capped_val_sources(data_dir, cfg)
+    if sources is None:
+        sources = capped_train_sources(data_dir, cfg)
     train_loader, val_loader = load_data(data_dir, cfg, input_size, spec.mean, spec.std, sources, val_sources)
     model = build_model(cfg.arch, weights=cfg.weights).to(device)
     if cfg.channels_last:

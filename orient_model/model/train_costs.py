@@ -200,6 +200,18 @@ def probe_costs(
     )
 
 
+def capped_train_sources(data_dir: Path, cfg: TrainConfig) -> set[str] | None:
+    """At most ``cfg.max_train_photos`` training photos (a seeded random choice), as copy-name
+    prefixes; None keeps them all. The other photos stay in their split: a smaller run is judged
+    on the same calibration and test photos as a full one, so the two compare."""
+    if cfg.max_train_photos is None:
+        return None
+    names = sorted({path.name.split("_")[0] for path, _ in split_copies(data_dir, "train")})
+    if len(names) <= cfg.max_train_photos:
+        return None
+    return set(random.Random(cfg.seed).sample(names, cfg.max_train_photos))
+
+
 def capped_val_sources(data_dir: Path, cfg: TrainConfig) -> set[str] | None:
     """At most ``cfg.max_val_photos`` validation photos (a seeded random choice), as the copy-name
     prefixes :class:`CopiesDataset` keeps; None keeps them all. Early stopping compares epochs on
