@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -12,6 +13,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from flows.errors import fail_cleanly, retry_transient
 from flows.progress import RunProgress
@@ -75,7 +78,14 @@ def check_sources_upright(photos: list[PoolPhoto], model: str, report_file: str)
     return len(suspects)
 
 
-@flow(name="make-training-set", log_prints=True)
+@flow(
+    name="make-training-set",
+    log_prints=True,
+    # Prefect's thread pool is unbounded: 800 chunks of a 26,000-photo pool became 800 threads
+    # fighting over two cores (one copy a second). One thread a core keeps them busy: Pillow
+    # decodes, resizes and encodes outside the GIL.
+    task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2),
+)
 @fail_cleanly
 def make_training_set(
     upright_dirs: list[str],
@@ -127,8 +137,9 @@ def make_training_set(
     rows: list[ManifestRow] = []
     seen: set[tuple] = set()
     duplicates = 0
+    # quote: Prefect would walk the whole kinds table (a row a photo) for every chunk's task run.
     for chunk, future in zip(
-        chunks, copies_for_sources.map(chunks, unmapped(out), unmapped(cfg), unmapped(kinds))
+        chunks, copies_for_sources.map(chunks, unmapped(out), unmapped(cfg), unmapped(quote(kinds)))
     ):
         # The same photo under two names is one source: its copies must not count twice.
         for row in future.result():

@@ -118,3 +118,10 @@ def test_a_perfectly_separated_calibration_set_gives_a_bounded_temperature():
     t = fit_temperature(logits, labels)
     assert TEMPERATURE_RANGE[0] <= t < 1.0
     assert nll(logits, labels, t) < nll(logits, labels, 1.0)
+
+
+def test_making_copies_runs_one_thread_a_core_not_one_a_chunk():
+    """Prefect's thread pool is unbounded by default: a large pool ran a thread per chunk."""
+    from flows.training import make_training_set
+
+    assert make_training_set.task_runner._max_workers == (os.cpu_count() or 2)

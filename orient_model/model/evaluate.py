@@ -69,23 +69,25 @@ def lookings_for(views: int) -> list[Looking]:
 def score_photos(
     predictor: Predictor,
     photos: Sequence[tuple[str | Path, list[str]]],
-    batch: int = 8,
+    batch: int = 32,
     progress: Callable[[int, int], None] | None = None,
 ) -> PhotoScores:
-    """Show every photo in all four orientations to the model, with the widest way of looking."""
+    """Show every photo in all four orientations to the model, with the widest way of looking.
+
+    The four orientations are made of one orientation's passes: turning a photo a quarter turns
+    each of its square views a quarter (the end views trade places where the turn runs the long
+    side the other way), so the twelve passes of the upright photo (views x turns) are the twelve
+    of each turned one, re-indexed (:func:`in_all_orientations`). A quarter of the network's work,
+    and the same figures up to the resize's rounding (``tests/test_evaluate.py`` holds them to the
+    photos turned for real)."""
     looking = Looking(WIDEST, True)
     names, kinds, scores, failed = [], [], [], []
     pending: list[tuple[str, list[str], Image.Image]] = []
 
     def flush() -> None:
-        shown = [
-            orientation.apply(img, orientation.COUNTER_CLOCKWISE[r])
-            for _, _, img in pending
-            for r in orientation.ROTATIONS
-        ]
-        lp = predictor.log_probs(shown, looking)
-        scores.append(lp.reshape(len(pending), 4, *lp.shape[1:]))
-        for name, kind, _ in pending:
+        lp = predictor.log_probs([img for _, _, img in pending], looking)
+        for (name, kind, img), upright in zip(pending, lp, strict=True):
+            scores.append(in_all_orientations(upright, img.size))
             names.append(name)
             kinds.append(kind)
         pending.clear()
@@ -102,7 +104,24 @@ def score_photos(
     if pending:
         flush()
     empty = np.zeros((0, 4, looking.views, 4, 4), np.float32)
-    return PhotoScores(names, kinds, np.concatenate(scores) if scores else empty, failed)
+    return PhotoScores(names, kinds, np.stack(scores) if scores else empty, failed)
+
+
+def in_all_orientations(upright: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``4 x V x T x 4`` log-probabilities of a photo shown needing 0, 90, 180 and 270 degrees,
+    from the ``V x T x 4`` of the upright photo (``size``: its width and height). Shown needing
+    ``r`` quarter turns, view ``v`` turned ``t`` more is the upright photo's view ``v`` (the end
+    views swapped where the long side now runs the other way) turned ``t - r``, and its classes
+    are shifted by ``r``."""
+    width, height = size
+    out = []
+    for r in range(4):
+        # Turning a landscape counter-clockwise once or twice puts its left end at the bottom or the
+        # right; a portrait's top goes to the right end after two or three.
+        reversed_views = r in ((1, 2) if width > height else (2, 3) if height > width else ())
+        views = upright[::-1] if reversed_views else upright
+        out.append(np.roll(np.roll(views, -r, axis=1), r, axis=2))
+    return np.stack(out)
 
 
 def one_orientation_each(n: int, seed: int = 0) -> np.ndarray:
