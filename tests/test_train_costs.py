@@ -27,4 +27,6 @@ def test_judging_costs_twelve_passes_a_photo(monkeypatch):
     shape = RunShape(1000, 100, 10, 30, 2, 1, 2)
     parts = project_seconds(COSTS, shape)
     assert parts["judge calibration and test photos"] == (10 + 30) * 12 * 0.025
-    assert parts["run"] == sum(v for k, v in parts.items() if k not in ("run", "one epoch (train + validate)"))
+    assert parts["run"] == sum(
+        v for k, v in parts.items() if k not in ("run", "one epoch (train + validate)")
+    )
