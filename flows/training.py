@@ -22,9 +22,8 @@ from orient_model.config import TrainConfig, TrainingSetConfig
 from orient_model.files import atomic_write_bytes, sha256_file
 from orient_model.insight import Caps, build_report, card_photos
 from orient_model.model.architectures import ARCHS
-from orient_model.model.card import model_card_markdown
+from orient_model.model.card import CARD_FILE, amend_card, model_card_markdown, read_card
 from orient_model.model.int8 import add_int8
-from orient_model.model.promotion import quality_gate
 from orient_model.model.registry import find_trained, load_model, save_model, training_key
 from orient_model.model.train import TrainingError, fit
 from orient_model.model.train_costs import capped_photos, capped_train_sources
@@ -211,27 +210,13 @@ def fit_and_register(
         resume=resume,
     )
     input_size = cfg.input_size or ARCHS[cfg.arch].input_size
-    card = {
-        **card,
-        "training_key": key,
-        "device": result.device,
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
-        "training_seconds": round(result.train_seconds, 1),
-        "interruptions": result.interruptions,
-        "photos_judged": {split: len(photos[split]) for split in ("calib", "test")},
-        "history": result.history,
-        **result.metrics,
-        "calibration": result.calibration,
-    }
-    card["quality_gate"] = quality_gate(card)
     folder = save_model(
         Path(models_dir),
         result.model,
         cfg.arch,
         input_size,
         result.temperature,
-        card,
+        result.card(card, key, photos).as_dict(),
         tta_temperature=result.tta_temperature,
         views=cfg.views,
     )
@@ -256,10 +241,7 @@ def add_int8_network(folder: Path, data_dir: str, photos: dict, cfg: TrainConfig
     except Exception as exc:  # noqa: BLE001 - the float network is complete without it
         logger.warning(f"no 8-bit network for {folder.name}: {type(exc).__name__}: {exc}")
         return
-    card_path = folder / "card.json"
-    card = json.loads(card_path.read_text())
-    card["int8"] = entry
-    atomic_write_bytes(card_path, json.dumps(card, indent=2).encode())
+    amend_card(folder, int8=entry)
     default = entry["test"].get(f"views={cfg.views},tta=True")
     if default:
         logger.info(
@@ -275,7 +257,7 @@ def explain_registered(folder: str) -> str | None:
     without it, so a page that cannot be made is a warning."""
     logger = get_run_logger()
     loaded = load_model(Path(folder) / "model.pt")
-    photos = card_photos(loaded.card)
+    photos = card_photos(loaded.card, Path(folder))
     if not photos:
         logger.info("no test or calibration photos on this machine: no insight page")
         return None
@@ -284,10 +266,7 @@ def explain_registered(folder: str) -> str | None:
     except Exception as exc:  # noqa: BLE001 - the model is complete without its page
         logger.warning(f"no insight page for {loaded.version}: {type(exc).__name__}: {exc}")
         return None
-    card_path = Path(folder) / "card.json"
-    card = json.loads(card_path.read_text())
-    card["insight"] = {"page": str(page.relative_to(folder)), "photos": len(photos)}
-    atomic_write_bytes(card_path, json.dumps(card, indent=2).encode())
+    amend_card(folder, insight={"page": str(page.relative_to(folder)), "photos": len(photos)})
     create_link_artifact(
         link=page.resolve().as_uri(),
         link_text=f"How model {loaded.version} sees",
@@ -347,12 +326,14 @@ def train(
     folder = fit_and_register(data_dir, models_dir, cfg, key, card, resume)
     if cfg.insight:
         explain_registered(folder)
-    card = json.loads((Path(folder) / "card.json").read_text())
-    create_markdown_artifact(model_card_markdown(card), key="model-card", description="Trained model")
-    if not card["quality_gate"]["passed"]:
+    card = read_card(Path(folder) / CARD_FILE)
+    create_markdown_artifact(
+        model_card_markdown(card.as_dict()), key="model-card", description="Trained model"
+    )
+    if not card.passed_gate:
         logger.error(
-            f"MODEL {card['version']} FAILED ITS QUALITY GATE: {'; '.join(card['quality_gate']['reasons'])}. "
+            f"MODEL {card.version} FAILED ITS QUALITY GATE: {'; '.join(card.quality_gate.reasons)}. "
             "It is registered for inspection only and can never be promoted."
         )
-    logger.info(f"model saved to {folder}: val accuracy {card['val_accuracy']:.1%}")
+    logger.info(f"model saved to {folder}: val accuracy {card.val_accuracy:.1%}")
     return folder

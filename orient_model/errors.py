@@ -3,3 +3,7 @@
 
 class OrientError(Exception):
     """An expected problem (bad input, missing file); its message says what to do."""
+
+
+class ModelLoadError(OrientError):
+    """A model that cannot be loaded; the message says which file and why."""

@@ -4,17 +4,16 @@ page, and the challenger made current on a win. The flows only schedule it and p
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from orient_model.errors import OrientError
-from orient_model.files import atomic_write_bytes
 from orient_model.insight.compare import comparison_page
+from orient_model.model.card import CARD_FILE, amend_card, read_card
 from orient_model.model.evaluate import score_photos
 from orient_model.model.predict import Looking, Predictor
 from orient_model.model.promotion import judge_pair
-from orient_model.model.registry import gate_passed, load_model, promote, resolve_model_path
+from orient_model.model.registry import load_model, promote, resolve_model_path
 from orient_model.training_set import whole_photos
 
 MIN_JUDGED = 30  # ground-truth photos needed before a challenger may replace the champion
@@ -52,19 +51,17 @@ def judge_and_maybe_promote(
     verdict = judge_pair(
         champion, *scores["champion"], challenger, *scores["challenger"], looking, max_error, margin
     )
-    card_path = Path(challenger_dir) / "card.json"
-    card = json.loads(card_path.read_text())
-    gate = card.get("quality_gate") or {}
-    promoted = verdict.promote and gate_passed(card)
+    card = read_card(Path(challenger_dir) / CARD_FILE)
+    promoted = verdict.promote and card.passed_gate
     reasons = verdict.reasons + (
-        [] if gate_passed(card) else [f"it failed its quality gate ({'; '.join(gate.get('reasons', []))})"]
+        [] if card.passed_gate else [f"it failed its quality gate ({'; '.join(card.quality_gate.reasons)})"]
     )
     page, page_error = None, None
     try:
         page = comparison_page(
             Path(challenger_dir) / COMPARISON,
             champion.version,
-            card["version"],
+            card.version,
             verdict,
             promoted,
             reasons,
@@ -73,7 +70,7 @@ def judge_and_maybe_promote(
         )
     except Exception as exc:  # noqa: BLE001 - the decision stands without its page
         page_error = f"{type(exc).__name__}: {exc}"
-    card["promotion"] = {
+    promotion = {
         "decision": "promoted" if promoted else "kept the champion",
         "page": str(page.relative_to(challenger_dir)) if page else None,
         **({"page_error": page_error} if page_error else {}),
@@ -84,11 +81,11 @@ def judge_and_maybe_promote(
         "engines": engines,
         "decided_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write_bytes(card_path, json.dumps(card, indent=2).encode())
+    amend_card(challenger_dir, promotion=promotion)
     if promoted:
         promote(Path(challenger_dir).name, Path(models_dir), why="; ".join(reasons))
     return {
-        "challenger": card["version"],
+        "challenger": card.version,
         "champion": champion.version,
         "promoted": promoted,
         "reasons": reasons,

@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from orient_model.model.card import CARD_FILE, read_card, training_sources, write_card  # noqa: E402
 from orient_model.model.evaluate import calibrate_and_test, lookings_for  # noqa: E402
 from orient_model.model.int8 import add_int8  # noqa: E402
 from orient_model.model.predict import Predictor  # noqa: E402
@@ -61,7 +62,9 @@ def main() -> None:
     for stale in ("model.onnx", "model.int8.onnx"):
         (DEFAULT_MODEL_DIR / stale).unlink(missing_ok=True)
 
-    card = json.loads((folder / "card.json").read_text())
+    card = read_card(folder / CARD_FILE).as_dict()
+    card["training_sources"] = training_sources(card, folder)  # written beside the shipped card again
+    card.pop("training_sources_file", None)
     shipped = load_model(DEFAULT_MODEL_DIR / "model.pt")
     data_dir = card["command"].split()[2]  # "orient train DATA_DIR ..."
     photos = whole_photos(data_dir)
@@ -81,7 +84,7 @@ def main() -> None:
     if learning_curve:
         card["learning_curve"] = learning_curve
     card["quality_gate"] = quality_gate(card)
-    (DEFAULT_MODEL_DIR / "card.json").write_text(json.dumps(card, indent=1))
+    write_card(DEFAULT_MODEL_DIR, card)
     print(f"shipped {folder.name} as {DEFAULT_MODEL_DIR} ({buf.tell() / 2**20:.1f} MB); own test photos:")
     for name, figures in (("float", test), ("8-bit", int8["test"])):
         default = figures[f"views={shipped.views},tta=True"]

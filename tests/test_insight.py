@@ -13,6 +13,7 @@ from PIL import Image
 
 from orient_model import orientation
 from orient_model.insight import card_photos, folder_photos
+from orient_model.model.card import training_sources
 from orient_model.synthetic import scene
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,7 @@ def test_the_page_of_a_trained_model_has_every_section_and_its_figures_add_up(ti
     from flows.training import INSIGHT_CAPS
 
     card = json.loads((tiny_model / "card.json").read_text())
-    photos = card_photos(card)
+    photos = card_photos(card, tiny_model)
     assert {p.set for p in photos} == {"test", "calibration"}
     page_path = tiny_model / card["insight"]["page"]
     page = page_path.read_text()
@@ -109,7 +110,7 @@ def test_orient_explain_says_what_to_pass_when_the_cards_photos_are_elsewhere(ti
     moved.mkdir()
     card = json.loads((tiny_model / "card.json").read_text())
     card["training_sources"] = [
-        {**s, "path": f"/nowhere/{s['sha256']}.jpg"} for s in card["training_sources"]
+        {**s, "path": f"/nowhere/{s['sha256']}.jpg"} for s in training_sources(card, tiny_model)
     ]
     (moved / "card.json").write_text(json.dumps(card))
     (moved / "model.pt").write_bytes((tiny_model / "model.pt").read_bytes())
@@ -124,7 +125,7 @@ def test_training_writes_the_page_names_it_in_the_card_and_links_it_to_the_run(t
 
     card = json.loads((tiny_model / "card.json").read_text())
     page = tiny_model / card["insight"]["page"]
-    assert card["insight"]["photos"] == len(card_photos(card))
+    assert card["insight"]["photos"] == len(card_photos(card, tiny_model))
     assert embedded_pictures(page.read_text())
     with get_client(sync_client=True) as client:
         links = client.read_artifacts(

@@ -153,12 +153,15 @@ def test_a_quality_gate_is_read_one_way_everywhere(tmp_path: Path) -> None:
 
     import torch
 
-    from orient_model.model.registry import PromotionRefused, gate_passed, list_models, promote
+    from orient_model.model.card import ModelCard
+    from orient_model.model.registry import PromotionRefused, list_models, promote
 
-    assert gate_passed({}) and gate_passed({"quality_gate": {"passed": True}})
-    assert not gate_passed({"quality_gate": {"reasons": ["odd"]}}) and not gate_passed(
-        {"quality_gate": "yes"}
-    )
+    def passed(card: dict) -> bool:
+        return ModelCard.model_validate(card).passed_gate
+
+    assert passed({}) and passed({"quality_gate": {"passed": True}})
+    assert not passed({"quality_gate": {"reasons": ["odd"]}}) and not passed({"quality_gate": "yes"})
+    assert not passed({"quality_gate": {"passed": "yes"}}) and not passed({"quality_gate": {"passed": 1}})
     models = tmp_path / "models"
     (models / "v1").mkdir(parents=True)
     torch.save({}, models / "v1" / "model.pt")

@@ -27,7 +27,7 @@ def test_tiny_cnn_learns_orientation_well_above_chance(tiny_model):
         "classes",
         "temperature",
         "training_manifest_sha256",
-        "training_sources",
+        "training_sources_file",
         "val_per_class_accuracy",
         "confusion_matrix",
         "ece",

@@ -215,7 +215,7 @@ def explain(model, photos, out, max_error, max_photos, models_dir) -> None:
     if photos is not None:
         existing_dir(photos, "folder of labelled photos")
     loaded = load_model(model, models_dir)
-    labelled = photos_for(loaded.card, photos)
+    labelled = photos_for(loaded.card, photos, loaded.path.parent if loaded.path else None)
     page = build_report(
         loaded,
         labelled,

@@ -15,6 +15,7 @@ from PIL import Image
 from orient_model import orientation
 from orient_model.errors import OrientError
 from orient_model.imageio import load_upright
+from orient_model.model.card import training_sources
 from orient_model.training_set import find_photos
 
 MAX_PIXELS = 250_000_000
@@ -43,11 +44,12 @@ class LabelledPhoto:
         return orientation.apply(img, orientation.CLOCKWISE[self.turn_deg])
 
 
-def card_photos(card: dict) -> list[LabelledPhoto]:
+def card_photos(card: dict, folder: Path | None = None) -> list[LabelledPhoto]:
     """The test and calibration photos a model's card names that are on this machine (upright:
-    training sources are upright by construction)."""
+    training sources are upright by construction); ``folder``: the model's version folder, where
+    the card's list of photos is kept."""
     out = []
-    for record in card.get("training_sources") or []:
+    for record in training_sources(card, folder):
         split = CARD_SETS.get(record.get("split", ""))
         path = record.get("path")
         if split and path and Path(path).is_file():
@@ -73,11 +75,12 @@ def folder_photos(folder: Path) -> list[LabelledPhoto]:
     return out
 
 
-def photos_for(card: dict, folder: Path | None) -> list[LabelledPhoto]:
-    """``folder``'s photos when given, else the card's test and calibration photos."""
+def photos_for(card: dict, folder: Path | None, model_folder: Path | None = None) -> list[LabelledPhoto]:
+    """``folder``'s photos when given, else the card's test and calibration photos (their list in
+    ``model_folder``, the model's version folder)."""
     if folder is not None:
         return folder_photos(folder)
-    photos = card_photos(card)
+    photos = card_photos(card, model_folder)
     if not photos:
         raise NoPhotos(
             f"model {card.get('version', '?')}'s test and calibration photos are not on this machine; "

@@ -21,9 +21,10 @@ import torch
 from torch import nn
 
 from orient_model.config import TrainConfig
-from orient_model.errors import OrientError
+from orient_model.errors import ModelLoadError, OrientError
 from orient_model.files import atomic_write_bytes
 from orient_model.model.architectures import ARCHS, NUM_CLASSES, build_model
+from orient_model.model.card import CARD_FILE, read_card, write_card
 
 CHECKPOINT_FORMAT = "orient-model/1"
 DEFAULT_MODEL_DIR = Path(__file__).parents[1] / "default_model"
@@ -36,10 +37,6 @@ _NOT_IN_KEY = {
     "int8",
     "insight",
 }  # the weights do not depend on them
-
-
-class ModelLoadError(OrientError):
-    """A model that cannot be loaded; the message says which file and why."""
 
 
 @dataclass
@@ -108,12 +105,12 @@ def find_trained(models_dir: Path, key: str) -> Path | None:
     if not models_dir.is_dir():
         return None
     for folder in sorted(models_dir.iterdir(), reverse=True):
-        card = folder / "card.json"
+        card = folder / CARD_FILE
         if card.is_file() and (folder / "model.pt").is_file():
             try:
-                if json.loads(card.read_text()).get("training_key") == key:
+                if read_card(card).training_key == key:
                     return folder
-            except json.JSONDecodeError:
+            except ModelLoadError:
                 continue
     return None
 
@@ -170,7 +167,7 @@ def save_model(
         "package_versions": package_versions(),
         **card,
     }
-    atomic_write_bytes(folder / "card.json", json.dumps(full_card, indent=2).encode())
+    write_card(folder, full_card)
     return folder
 
 
@@ -204,26 +201,6 @@ def default_models_dir() -> Path:
 # {"version": the current one, "stack": promotions still in force (rollback pops one),
 #  "log": every promotion and rollback, for the audit}
 CURRENT_FILE = "current.json"
-
-
-def gate_passed(card: dict) -> bool:
-    """Whether a card's model passed its quality gate: a card from before gates (no
-    ``quality_gate``) passed; a gate that does not say ``passed: true`` did not."""
-    gate = card.get("quality_gate")
-    return True if gate is None else bool(isinstance(gate, dict) and gate.get("passed") is True)
-
-
-def read_card(path: Path) -> dict:
-    """A model card, or a :class:`ModelLoadError` naming the file when it is not a JSON object."""
-    try:
-        card = json.loads(Path(path).read_bytes())
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(
-            f"model card {path} is unreadable ({exc}); restore it from the model's copy"
-        ) from None
-    if not isinstance(card, dict):
-        raise ModelLoadError(f"model card {path} is not a JSON object; restore it from the model's copy")
-    return card
 
 
 class PromotionRefused(OrientError):
@@ -269,15 +246,14 @@ def promote(version: str, models_dir: Path | None = None, why: str = "promoted b
     """Make ``version`` current, atomically; the previous one is kept for :func:`rollback`."""
     models_dir = Path(models_dir or default_models_dir())
     folder = models_dir / version
-    card_path = folder / "card.json"
+    card_path = folder / CARD_FILE
     if not (folder / "model.pt").is_file() or not card_path.is_file():
         raise PromotionRefused(f"no model {version!r} in {models_dir}; `orient models` lists them")
     card = read_card(card_path)
-    if not gate_passed(card):
-        gate = card.get("quality_gate") or {}
+    if not card.passed_gate:
+        reasons = card.quality_gate.reasons if card.quality_gate else []
         raise PromotionRefused(
-            f"model {version} failed its quality gate ({'; '.join(gate.get('reasons', []))}); "
-            "it can never be current"
+            f"model {version} failed its quality gate ({'; '.join(reasons)}); it can never be current"
         )
     record = _current_record(models_dir)
     record["stack"].append(version)
@@ -309,24 +285,25 @@ def list_models(models_dir: Path | None = None) -> list[dict]:
     current = current_version(models_dir) if models_dir.is_dir() else None
     out = []
     for folder in sorted(models_dir.iterdir()) if models_dir.is_dir() else []:
-        card_path = folder / "card.json"
+        card_path = folder / CARD_FILE
         if not card_path.is_file():
             continue
         card = read_card(card_path)
-        test = next(iter((card.get("test") or {}).values()), {})
+        test = next(iter(card.test.values()), {})
+        promotion = card.promotion or {}
         out.append(
             {
                 "version": folder.name,
                 "current": folder.name == current,
-                "architecture": card.get("architecture"),
-                "trained_at": card.get("trained_at"),
+                "architecture": card.architecture,
+                "trained_at": card.trained_at,
                 "test_accuracy": test.get("accuracy"),
                 "coverage": test.get("coverage"),
-                "quality_gate": gate_passed(card),
-                "promotion": card.get("promotion", {}).get("decision"),
+                "quality_gate": card.passed_gate,
+                "promotion": promotion.get("decision"),
                 # the pages a person checks it by: how it sees, and its promotion's comparison
-                "insight": str(folder / card["insight"]["page"]) if card.get("insight") else None,
-                "comparison": str(folder / page) if (page := card.get("promotion", {}).get("page")) else None,
+                "insight": str(folder / card.insight["page"]) if card.insight else None,
+                "comparison": str(folder / page) if (page := promotion.get("page")) else None,
             }
         )
     return out
@@ -368,8 +345,8 @@ def load_model(ref: str | Path, models_dir: Path | None = None) -> LoadedModel:
         raise ModelLoadError(
             f"checkpoint {path} does not match architecture {checkpoint['arch']}: {exc}"
         ) from None
-    card_path = path.parent / "card.json"
-    card = read_card(card_path) if card_path.is_file() else {}
+    card_path = path.parent / CARD_FILE
+    card = read_card(card_path).as_dict() if card_path.is_file() else {}
     return LoadedModel(
         model=model.eval(),
         arch=checkpoint["arch"],

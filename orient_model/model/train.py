@@ -37,6 +37,7 @@ from orient_model.model.calibration import (
     fit_temperature,
     nll,
 )
+from orient_model.model.card import ModelCard, QualityGate
 from orient_model.model.checkpoint import RunState, load_checkpoint, resumed, save_checkpoint
 from orient_model.model.data import CopiesDataset
 from orient_model.model.device import resolve_device
@@ -44,6 +45,7 @@ from orient_model.model.engine import TorchEngine
 from orient_model.model.evaluate import calibrate_and_test, lookings_for
 from orient_model.model.feature_cache import CachedBatches, cached_features
 from orient_model.model.predict import Predictor, voted_logits
+from orient_model.model.promotion import quality_gate
 from orient_model.model.registry import LoadedModel
 from orient_model.model.train_costs import (
     capped_photos,
@@ -82,6 +84,27 @@ class FitResult:
     metrics: dict = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)
     interruptions: list[dict] = field(default_factory=list)
+
+    def card(self, about: dict, key: str, photos: dict | None) -> ModelCard:
+        """The run's model card: ``about`` (what it was given: sources, config, command), how the
+        run went, its figures and calibration, and the quality gate they pass or fail."""
+        card = ModelCard.model_validate(
+            {
+                **about,
+                "training_key": key,
+                "device": self.device,
+                "epochs_run": self.epochs_run,
+                "best_epoch": self.best_epoch,
+                "training_seconds": round(self.train_seconds, 1),
+                "interruptions": self.interruptions,
+                "photos_judged": {split: len((photos or {}).get(split) or []) for split in ("calib", "test")},
+                "history": self.history,
+                **self.metrics,
+                "calibration": self.calibration,
+            }
+        )
+        card.quality_gate = QualityGate.model_validate(quality_gate(card.as_dict()))
+        return card
 
 
 def seed_everything(seed: int) -> None:

@@ -68,6 +68,7 @@ def _run_config(schema) -> dict:
 def model_of_run(config: dict) -> str | None:
     """The model file that judged a run's photos, from the run's configuration: its version in
     the registry, else the run's model setting if that is still the same version."""
+    from orient_model.model.card import CARD_FILE, read_card
     from orient_model.model.registry import resolve_model_path
 
     version = config.get("model_version")
@@ -77,12 +78,8 @@ def model_of_run(config: dict) -> str | None:
             continue
         try:
             path = resolve_model_path(ref, models_dir)
-            card = path.parent / "card.json"
-            found = (
-                json.loads(card.read_text()).get("version", path.parent.name)
-                if card.is_file()
-                else path.parent.name
-            )
+            card = path.parent / CARD_FILE
+            found = (read_card(card).version or path.parent.name) if card.is_file() else path.parent.name
         except (OrientError, OSError, ValueError):
             continue
         if version is None or found == version:
