@@ -30,3 +30,25 @@ def test_judging_costs_twelve_passes_a_photo(monkeypatch):
     assert parts["run"] == sum(
         v for k, v in parts.items() if k not in ("run", "one epoch (train + validate)")
     )
+
+
+def test_caching_keeps_the_thread_count_its_own_batches_ran_fastest_with():
+    import torch
+
+    from orient_model.model.feature_cache import ThreadProbe
+
+    before = torch.get_num_threads()
+    try:
+        probe = ThreadProbe([2, 1], batches=2)
+        assert torch.get_num_threads() == 2
+        for seconds in (9.0, 1.0, 1.0):  # settle, then two batches of 32 copies with 2 threads
+            probe.observe(seconds, 32)
+        assert probe.chosen is None and torch.get_num_threads() == 1
+        for seconds in (9.0, 0.5, 0.5):  # one thread: twice as fast here
+            probe.observe(seconds, 32)
+        assert probe.chosen == 1 and torch.get_num_threads() == 1
+        assert "64.0 copies/s with 1" in probe.summary() and "32.0 copies/s with 2" in probe.summary()
+        probe.observe(100.0, 32)  # decided: later batches change nothing
+        assert probe.chosen == 1
+    finally:
+        torch.set_num_threads(before)

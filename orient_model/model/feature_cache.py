@@ -91,6 +91,7 @@ def write_cache(
     device: torch.device,
     progress: Callable[[int, int], None] | None = None,
     dtype: type = np.float16,
+    probe: ThreadProbe | None = None,
 ) -> FeatureCache:
     """Every copy of ``loader``, augmented afresh on each pass, through ``early`` into
     ``directory`` as ``dtype`` (replacing whatever was there); ``progress(copies done, copies)``."""
@@ -100,6 +101,7 @@ def write_cache(
     early.eval()
     total, done, features = passes * len(loader.dataset), 0, None
     labels = np.empty(total, dtype=np.int64)
+    arrived = time.perf_counter()
     for _ in range(passes):
         for images, y in loader:
             out = early(images.to(device).contiguous(memory_format=torch.channels_last))
@@ -109,6 +111,10 @@ def write_cache(
             features[done : done + len(y)] = out.float().cpu().numpy()
             labels[done : done + len(y)] = y.numpy()
             done += len(y)
+            if probe is not None:
+                now = time.perf_counter()
+                probe.observe(now - arrived, len(y))
+                arrived = now
             if progress:
                 progress(done, total)
     features.flush()
@@ -133,17 +139,57 @@ def cache_identity(cfg: TrainConfig, dataset: CopiesDataset, passes: int) -> dic
     }
 
 
+class ThreadProbe:
+    """Picks the PyTorch thread count for caching on the real work: a few batches with each
+    candidate (after one to settle), then the fastest for the rest; no batch is wasted. Whether
+    loader processes beside the network want a core of their own depends on the machine's load:
+    on this 2-core machine, busy, caching ran at 7.6 copies/s with two threads and 14.0 with one;
+    quiet, one thread left the second core mostly idle (the loaders used a quarter of it)."""
+
+    def __init__(self, candidates: list[int], batches: int = 6) -> None:
+        self.candidates = list(dict.fromkeys(candidates))
+        self.batches = batches
+        self.seconds: dict[int, list[float]] = {}
+        self.trying, self.seen = 0, 0
+        self.chosen: int | None = self.candidates[0] if len(self.candidates) == 1 else None
+        torch.set_num_threads(self.candidates[0])
+
+    def observe(self, seconds: float, copies: int) -> None:
+        """One batch's wall time (waiting for the loaders included) with the current count."""
+        if self.chosen is not None:
+            return
+        self.seen += 1
+        if self.seen == 1:
+            return  # the first batch after a change settles the new threads
+        spent = self.seconds.setdefault(self.candidates[self.trying], [0.0, 0])
+        spent[0] += seconds
+        spent[1] += copies
+        if self.seen <= self.batches:
+            return
+        self.trying, self.seen = self.trying + 1, 0
+        if self.trying < len(self.candidates):
+            torch.set_num_threads(self.candidates[self.trying])
+            return
+        self.chosen = min(self.seconds, key=lambda n: self.seconds[n][0] / self.seconds[n][1])
+        torch.set_num_threads(self.chosen)
+
+    def summary(self) -> str:
+        if self.chosen is None:
+            return f"caching ended before each thread count was tried ({torch.get_num_threads()} last)"
+        rates = ", ".join(f"{c / s:.1f} copies/s with {n}" for n, (s, c) in self.seconds.items() if s > 0)
+        return f"caching with {self.chosen} PyTorch thread(s)" + (f" ({rates})" if rates else "")
+
+
 @contextmanager
-def threads_beside(workers: int, device: torch.device):
-    """PyTorch threads that leave a core to each loader process while copies are decoded and
-    augmented beside the network: two threads and two loader processes on two cores wait for
-    each other (on this machine, busy, caching ran at 7.6 copies/s so, 14.0 with one thread:
-    ``benchmarks/epoch_costs.py --loading``)."""
+def thread_probe(workers: int, device: torch.device) -> Iterator[ThreadProbe | None]:
+    """A :class:`ThreadProbe` between every core and the cores the loader processes leave
+    (none on a GPU, or without loader processes); the thread count is put back afterwards."""
     before = torch.get_num_threads()
-    if workers > 0 and device.type == "cpu":
-        torch.set_num_threads(max(1, min(before, usable_cores() - workers)))
+    if workers < 1 or device.type != "cpu":
+        yield None
+        return
     try:
-        yield
+        yield ThreadProbe([before, max(1, min(before, usable_cores() - workers))])
     finally:
         torch.set_num_threads(before)
 
@@ -174,7 +220,9 @@ def cached_features(
                     done == total,
                 )
 
-            with threads_beside(loader.num_workers, torch.device(device)):
-                cache = write_cache(folder, identity, early, loader, passes, device, report, dtype)
+            with thread_probe(loader.num_workers, torch.device(device)) as probe:
+                cache = write_cache(folder, identity, early, loader, passes, device, report, dtype, probe)
+            if probe is not None:
+                say(f"{what} features: {probe.summary()}", 0.0, True)
         caches.append(cache)
     return caches[0], caches[1]
