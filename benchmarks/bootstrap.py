@@ -28,7 +28,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: n
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 from orient_model import orientation  # noqa: E402
-from orient_model.config import TrainConfig, TrainingSetConfig  # noqa: E402
+from orient_model.config import MAX_ERROR, TrainConfig, TrainingSetConfig  # noqa: E402
 from orient_model.model.evaluate import certified_metrics, score_photos  # noqa: E402
 from orient_model.model.predict import Predictor  # noqa: E402
 from orient_model.model.registry import load_model, resolve_model_path  # noqa: E402
@@ -53,7 +53,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-error", type=float, default=0.01)
+    p.add_argument("--max-error", type=float, default=MAX_ERROR)
     args = p.parse_args()
     rng = random.Random(args.seed)
     photos = sorted(q for q in args.photos.rglob("*") if q.suffix.lower() in (".jpg", ".jpeg", ".png"))

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from orient_model.config import MAX_ERROR
 from orient_model.model import evaluate
 from orient_model.model.calibration import certified_threshold
 from orient_model.model.data import HFLIP_LABEL
@@ -78,7 +79,7 @@ def soup(model_dirs: list[Path], out: Path) -> Path:
 
 def line(name: str, s: dict[str, PhotoScores], passes: int) -> str:
     calibration = calibrate(s["calib"], [LOOKING])
-    threshold, row = certified_threshold(calibration[LOOKING.key]["risk_curve"], 0.01)
+    threshold, row = certified_threshold(calibration[LOOKING.key]["risk_curve"], MAX_ERROR)
     test = metrics(s["test"], LOOKING, calibration, threshold)
     calib = metrics(s["calib"], LOOKING, calibration, threshold)
     n_calib, n_test = len(s["calib"].names), len(s["test"].names)

@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orient_model.config import TrainConfig  # noqa: E402
+from orient_model.config import MAX_ERROR, TrainConfig  # noqa: E402
 from orient_model.model.architectures import ARCHS  # noqa: E402
 from orient_model.model.evaluate import PhotoScores, calibrate, certified_metrics, score_photos  # noqa: E402
 from orient_model.model.predict import Looking, Predictor  # noqa: E402
@@ -66,7 +66,7 @@ def train_and_judge(
     cfg: TrainConfig,
     n_train: int | None = None,
     seed: int = 0,
-    max_error: float = 0.01,
+    max_error: float = MAX_ERROR,
     log=print,
     max_judged: int | None = None,
 ) -> dict:
@@ -111,7 +111,7 @@ def train_and_judge(
     }
 
 
-def judge(scores: PhotoScores, loaded: LoadedModel, max_error: float = 0.01) -> dict[str, dict]:
+def judge(scores: PhotoScores, loaded: LoadedModel, max_error: float = MAX_ERROR) -> dict[str, dict]:
     out = {}
     for looking in (VOTE, SINGLE):
         out[looking.key] = certified_metrics(scores, looking, loaded.calibration, max_error)

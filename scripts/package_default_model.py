@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from orient_model.config import MAX_ERROR  # noqa: E402
 from orient_model.model.card import CARD_FILE, read_card, training_sources, write_card  # noqa: E402
 from orient_model.model.evaluate import calibrate_and_test, lookings_for  # noqa: E402
 from orient_model.model.int8 import add_int8  # noqa: E402
@@ -37,7 +38,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("models_dir", type=Path)
     p.add_argument("--version", default=None, help="default: the newest version folder")
-    p.add_argument("--max-error", type=float, default=0.01)
+    p.add_argument("--max-error", type=float, default=MAX_ERROR)
     args = p.parse_args()
     folder = (
         args.models_dir / args.version

@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from orient_model.config import MAX_ERROR  # noqa: E402
 from orient_model.model.engine import EngineError  # noqa: E402
 from orient_model.model.evaluate import certified_metrics, score_photos  # noqa: E402
 from orient_model.model.predict import Looking, Predictor  # noqa: E402
@@ -30,7 +31,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--photos", type=Path, default=Path("/work/evalphotos"))
     p.add_argument("--models", nargs="+", default=["default"])
-    p.add_argument("--max-error", type=float, default=0.01)
+    p.add_argument("--max-error", type=float, default=MAX_ERROR)
     p.add_argument("--engines", nargs="+", default=["onnxruntime", "onnxruntime-int8"])
     p.add_argument("--json", type=Path)
     args = p.parse_args()

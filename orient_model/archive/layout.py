@@ -11,6 +11,8 @@ from pathlib import Path
 JOURNAL_NAME = "journal.sqlite"
 REPORTS = "reports"
 BACKUP = "backup"
+LOCK_NAME = "lock"  # held by the running run (a file lock)
+LOCK_NOTE_NAME = "lock.json"  # who holds it: for the next run's message
 
 
 def journal_path(state: Path) -> Path:
@@ -29,3 +31,8 @@ def report_path(state: Path, run_id: str) -> Path:
 def backup_dir(state: Path) -> Path:
     """The content-addressed originals (named by their sha256)."""
     return Path(state) / BACKUP
+
+
+def lock_paths(state: Path) -> tuple[Path, Path]:
+    """The lock a run holds, and the note that says who holds it."""
+    return Path(state) / LOCK_NAME, Path(state) / LOCK_NOTE_NAME

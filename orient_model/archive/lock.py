@@ -16,6 +16,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from orient_model.archive.layout import lock_paths
 from orient_model.errors import OrientError
 from orient_model.files import atomic_write_bytes
 
@@ -33,13 +34,13 @@ def state_lock(state_dir: str | os.PathLike[str], what: str, run_id: str) -> Ite
     """Hold ``state_dir`` for one run; a second run fails fast with :class:`ArchiveLocked`."""
     folder = Path(state_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(folder / "lock", timeout=0)
+    lock_file, note = lock_paths(folder)
+    lock = FileLock(lock_file, timeout=0)
     try:
         lock.acquire()
     except Timeout:
-        raise ArchiveLocked(_locked_message(what, folder / "lock.json")) from None
+        raise ArchiveLocked(_locked_message(what, note)) from None
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": run_id, "started": now_utc()}
-    note = folder / "lock.json"
     written = json.dumps(holder).encode()
     try:
         if note.exists() and _holder(note) is None:

@@ -11,6 +11,8 @@ from orient_model.model.evaluate import PhotoScores, calibrate, metrics
 from orient_model.model.predict import Looking
 from orient_model.model.registry import LoadedModel
 
+MAX_DROP = 0.01  # no class or kind of photo may get worse by more than a point
+
 CHANCE = 0.25
 
 
@@ -57,7 +59,7 @@ def judge_pair(
     looking: Looking,
     max_error: float,
     margin: float = MARGIN,
-    max_drop: float = 0.01,
+    max_drop: float = MAX_DROP,
 ) -> Verdict:
     """Promote the challenger only if, on the same calibration and test photos, it is better
     overall by ``margin``, no class and no kind of photo is worse by more than ``max_drop``, and
