@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.autorotate import report_link_artifact
 from flows.errors import fail_cleanly, finished
 from flows.progress import RunProgress
-from orient_model.archive.state import archive_slug
+from orient_model.archive import archive_slug
 from orient_model.config import AutorotateConfig
 from orient_model.errors import OrientError
 from orient_model.report import summary_markdown

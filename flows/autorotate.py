@@ -17,8 +17,7 @@ from prefect.events import emit_event
 from flows.cluster import engine_for_cluster
 from flows.errors import fail_cleanly, finished, retry_transient
 from flows.progress import RunProgress
-from orient_model.archive.state import Memory, archive_slug
-from orient_model.archive.walk import ArchiveEntry
+from orient_model.archive import ArchiveEntry, Memory, archive_slug
 from orient_model.config import AutorotateConfig
 from orient_model.model.evidence import EvidenceRenderer
 from orient_model.model.predict import Predictor, decision_threshold

@@ -15,7 +15,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.schedules import Cron
 
 from flows.autorotate import autorotate
-from orient_model.archive.state import archive_slug
+from orient_model.archive import archive_slug
 from orient_model.config import AutorotateConfig
 
 

@@ -129,7 +129,7 @@ def pseudo_label_round(
     overruled: list[str],
     max_folder_share: float,
 ) -> list:
-    from orient_model.archive.walk import walk_archive
+    from orient_model.archive import walk_archive
 
     loaded = load_model(resolve_model_path("current", Path(models_dir)))
     predictor = Predictor(loaded, device="auto")
@@ -160,7 +160,7 @@ def bootstrap(
 ) -> list[dict]:
     """Rounds of pseudo-labelling the archive with the current model and retraining, each
     challenger through the champion/challenger gate; operator reviews are ground truth."""
-    from orient_model.archive.state import open_journals, state_folders
+    from orient_model.archive import open_journals, state_folders
 
     logger = get_run_logger()
     models = str(models_dir or default_models_dir())

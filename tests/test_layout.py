@@ -95,3 +95,20 @@ def test_importing_the_model_package_loads_nothing_of_the_archive():
     model = [module_name(p) for p in MODULES if p.is_relative_to(LIBRARY / "model")]
     loaded = loaded_after_importing(model, ("orient_model.archive",))
     assert not loaded, f"importing orient_model.model loads {loaded}"
+
+
+def test_the_flows_use_only_what_the_archive_package_names():
+    import orient_model.archive as archive
+
+    flows = sorted((ROOT / "flows").rglob("*.py"))
+    reached = {
+        str(p.relative_to(ROOT)): [
+            n
+            for n in imported_names(p)
+            if n.startswith("orient_model.archive.")
+            and n.removeprefix("orient_model.archive.") not in archive.__all__
+        ]
+        for p in flows
+    }
+    reached = {path: names for path, names in reached.items() if names}
+    assert not reached, f"flows reach into orient_model.archive's modules: {reached}"

@@ -89,7 +89,7 @@ def autorotate(archive_dir, report, out_dir, state_dir, rejudge, quiet, as_json,
 @user_errors
 def undo(report_or_run_id, archive, paths, dry_run, quiet, as_json) -> None:
     """Restore every file a run changed to its byte-identical original (again: a no-op)."""
-    from orient_model.archive.undo import undo_run
+    from orient_model.archive import undo_run
 
     result = undo_run(
         report_or_run_id,

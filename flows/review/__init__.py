@@ -24,8 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from orient_model import orientation
-from orient_model.archive.layout import reports_dir
-from orient_model.archive.paths import OutsideArchive
+from orient_model.archive import OutsideArchive, reports_dir
 from orient_model.errors import OrientError
 from orient_model.imageio import ImageReadError
 from orient_model.review import (
