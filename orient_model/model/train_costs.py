@@ -214,12 +214,7 @@ def capped_train_sources(data_dir: Path, cfg: TrainConfig) -> set[str] | None:
     """At most ``cfg.max_train_photos`` training photos (a seeded random choice), as copy-name
     prefixes; None keeps them all. The other photos stay in their split: a smaller run is judged
     on the same calibration and test photos as a full one, so the two compare."""
-    if cfg.max_train_photos is None:
-        return None
-    names = sorted({path.name.split("_")[0] for path, _ in split_copies(data_dir, "train")})
-    if len(names) <= cfg.max_train_photos:
-        return None
-    return set(random.Random(cfg.seed).sample(names, cfg.max_train_photos))
+    return _capped_split(data_dir, "train", cfg.max_train_photos, cfg.seed)
 
 
 def capped_val_sources(data_dir: Path, cfg: TrainConfig) -> set[str] | None:
@@ -227,10 +222,17 @@ def capped_val_sources(data_dir: Path, cfg: TrainConfig) -> set[str] | None:
     prefixes :class:`CopiesDataset` keeps; None keeps them all. Early stopping compares epochs on
     the same copies, so a thousand photos (12,000 copies) tell a point's difference apart; more
     only cost time every epoch."""
-    names = sorted({path.name.split("_")[0] for path, _ in split_copies(data_dir, "val")})
-    if cfg.max_val_photos is None or len(names) <= cfg.max_val_photos:
+    return _capped_split(data_dir, "val", cfg.max_val_photos, cfg.seed)
+
+
+def _capped_split(data_dir: Path, split: str, limit: int | None, seed: int) -> set[str] | None:
+    """At most ``limit`` of a split's photos (a seeded random choice of copy-name prefixes)."""
+    if limit is None:
         return None
-    return set(random.Random(cfg.seed).sample(names, cfg.max_val_photos))
+    names = sorted({path.name.split("_")[0] for path, _ in split_copies(data_dir, split)})
+    if len(names) <= limit:
+        return None
+    return set(random.Random(seed).sample(names, limit))
 
 
 def capped_photos(photos: dict | None, cfg: TrainConfig) -> dict | None:
