@@ -11,6 +11,7 @@ import pytest
 from orient_model import orientation as ori
 from orient_model.demo import DEMO_PHOTOS
 from orient_model.imageio import center_square
+from orient_model.model.card import training_sources
 from orient_model.model.predict import Predictor
 from orient_model.model.registry import DEFAULT_MODEL_DIR, load_model
 from orient_model.report import read_report
@@ -36,7 +37,7 @@ def test_default_model_is_small_and_its_card_documents_it():
     card = json.loads((DEFAULT_MODEL_DIR / "card.json").read_text())
     assert card["architecture"] == "efficientnet_lite0"
     assert "scripts/train_default_model.sh" in card["reproduce"]
-    sources = card["training_sources"]
+    sources = training_sources(card, DEFAULT_MODEL_DIR)  # inline in older cards, else Parquet beside it
     assert len(sources) >= 2500
     for source in sources:
         assert len(source["sha256"]) == 64 and source["license"] and source["source"]
