@@ -110,6 +110,16 @@ class TrainConfig(_Section):
         description="calibration photos used at most (temperatures, certified threshold); null: all",
     )
     scan_look: float = Field(1.0, ge=0.0, le=2.0, description="strength of scanned-print effects (0: none)")
+    teacher: str | None = Field(
+        None,
+        description="learn a model's vote too (distillation, with freeze: early): default | a version folder | a file",
+    )
+    teacher_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="share of the teacher's vote in each copy's target (the rest: its label)",
+    )
     views: int = Field(
         3, ge=1, le=3, description="square views along the long side that prediction votes over"
     )

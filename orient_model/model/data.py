@@ -33,12 +33,19 @@ def split_copies(data_dir: Path | str, split: str) -> list[tuple[Path, int]]:
     ]
 
 
+def photo_of(copy: Path) -> str:
+    """The photo a copy was cut from (its hash prefix): copies are named ``<hash>_c<view>.jpg``."""
+    return copy.name.split("_")[0]
+
+
 class CopiesDataset(Dataset):
     """``DATA_DIR/<split>/<000|090|180|270>/*.jpg`` with labels 0..3 (class index = rotation_deg / 90).
 
     Training copies get label-preserving augmentation: scanned-print effects (see
     :mod:`orient_model.model.augment`), a random resized crop, colour jitter, and a mirror that
     swaps the 90 and 270 classes. ``sources`` keeps only copies of those photos (hash prefixes).
+    ``numbered``: each item also says which copy it is (its index), so features cached in a
+    shuffled order can be traced to their photo.
     """
 
     def __init__(
@@ -51,11 +58,13 @@ class CopiesDataset(Dataset):
         train: bool,
         scan_look: float = 0.0,
         sources: set[str] | None = None,
+        numbered: bool = False,
     ):
+        self.numbered = numbered
         self.samples = [
             (p, label)
             for p, label in split_copies(data_dir, split)
-            if sources is None or p.name.split("_")[0] in sources
+            if sources is None or photo_of(p) in sources
         ]
         self.input_size, self.mean, self.std, self.train = input_size, mean, std, train
         self.scan_look = scan_look
@@ -73,7 +82,7 @@ class CopiesDataset(Dataset):
     def labels(self) -> list[int]:
         return [label for _, label in self.samples]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | tuple[torch.Tensor, int, int]:
         path, label = self.samples[index]
         with Image.open(path) as f:
             # Copies made larger than the network looks (--copy-size 768 for 224 px) decode at a
@@ -89,4 +98,5 @@ class CopiesDataset(Dataset):
                 img, label = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), HFLIP_LABEL[label]
         elif img.size != (self.input_size, self.input_size):
             img = img.resize((self.input_size, self.input_size), Image.Resampling.BICUBIC)
-        return to_tensor(img, self.mean, self.std), label
+        tensor = to_tensor(img, self.mean, self.std)
+        return (tensor, label, index) if self.numbered else (tensor, label)

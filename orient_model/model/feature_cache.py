@@ -40,19 +40,25 @@ META = "meta.json"
 
 
 class FeatureCache:
-    """Memory-mapped features (``N x C x H x W``; float16 for training copies) and their labels."""
+    """Memory-mapped features (``N x C x H x W``; float16 for training copies), their labels, and
+    which copy of the dataset each row is (``copies``; None where the dataset was not numbered).
 
-    def __init__(self, features: np.ndarray, labels: np.ndarray) -> None:
-        self.features, self.labels = features, labels
+    ``targets`` (``N x 4`` probabilities, set by distillation) replace the labels in batches."""
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, copies: np.ndarray | None = None) -> None:
+        self.features, self.labels, self.copies = features, labels, copies
+        self.targets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float32 features and labels of ``indices`` (read in file order: fewer page faults)."""
+        """Float32 features and labels (or targets) of ``indices`` (read in file order: fewer
+        page faults)."""
         rows = np.sort(indices.numpy())
         feats = torch.from_numpy(np.ascontiguousarray(self.features[rows])).float()
-        return feats, torch.from_numpy(self.labels[rows])
+        wanted = self.labels if self.targets is None else self.targets
+        return feats, torch.from_numpy(wanted[rows])
 
 
 class CachedBatches:
@@ -78,7 +84,10 @@ def open_cache(directory: Path, identity: dict) -> FeatureCache | None:
     if not meta.is_file() or json.loads(meta.read_text()).get("identity") != identity:
         return None
     features = np.load(directory / "features.npy", mmap_mode="r")
-    return FeatureCache(features, np.load(directory / "labels.npy"))
+    copies = directory / "copies.npy"
+    return FeatureCache(
+        features, np.load(directory / "labels.npy"), np.load(copies) if copies.is_file() else None
+    )
 
 
 @torch.inference_mode()
@@ -100,16 +109,19 @@ def write_cache(
     directory.mkdir(parents=True)
     early.eval()
     total, done, features = passes * len(loader.dataset), 0, None
-    labels = np.empty(total, dtype=np.int64)
+    labels, copies = np.empty(total, dtype=np.int64), np.empty(total, dtype=np.int64)
+    numbered = getattr(loader.dataset, "numbered", False)
     arrived = time.perf_counter()
     for _ in range(passes):
-        for images, y in loader:
+        for images, y, *index in loader:
             out = early(images.to(device).contiguous(memory_format=torch.channels_last))
             if features is None:
                 shape = (total, *out.shape[1:])
                 features = np.lib.format.open_memmap(directory / "features.npy", "w+", dtype, shape)
             features[done : done + len(y)] = out.float().cpu().numpy()
             labels[done : done + len(y)] = y.numpy()
+            if index:
+                copies[done : done + len(y)] = index[0].numpy()
             done += len(y)
             if probe is not None:
                 now = time.perf_counter()
@@ -119,6 +131,8 @@ def write_cache(
                 progress(done, total)
     features.flush()
     np.save(directory / "labels.npy", labels)
+    if numbered:
+        np.save(directory / "copies.npy", copies)
     atomic_write_bytes(directory / META, json.dumps({"identity": identity, "copies": total}).encode())
     return open_cache(directory, identity)
 
@@ -134,6 +148,7 @@ def cache_identity(cfg: TrainConfig, dataset: CopiesDataset, passes: int) -> dic
         "copies": copies,
         "train": dataset.train,
         "passes": passes,
+        "numbered": getattr(dataset, "numbered", False),
         "weights": str(weights),
         **{k: getattr(cfg, k) for k in ("arch", "input_size", "seed", "scan_look", "workers", "batch_size")},
     }

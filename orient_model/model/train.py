@@ -39,14 +39,15 @@ from orient_model.model.calibration import (
 )
 from orient_model.model.card import ModelCard, QualityGate
 from orient_model.model.checkpoint import RunState, load_checkpoint, resumed, save_checkpoint
-from orient_model.model.data import CopiesDataset
+from orient_model.model.data import CopiesDataset, photo_of
 from orient_model.model.device import resolve_device
+from orient_model.model.distil import full_look_temperature, mixed_targets, teacher_late_stages, vote_targets
 from orient_model.model.engine import TorchEngine
 from orient_model.model.evaluate import calibrate_and_test, lookings_for
 from orient_model.model.feature_cache import CachedBatches, cached_features
 from orient_model.model.predict import Predictor, voted_logits
 from orient_model.model.promotion import quality_gate
-from orient_model.model.registry import LoadedModel
+from orient_model.model.registry import LoadedModel, load_model
 from orient_model.model.train_costs import (
     capped_photos,
     capped_train_sources,
@@ -189,7 +190,15 @@ def load_data(
     val_sources: set[str] | None = None,
 ):
     train_set = CopiesDataset(
-        data_dir, "train", input_size, mean, std, train=True, scan_look=cfg.scan_look, sources=sources
+        data_dir,
+        "train",
+        input_size,
+        mean,
+        std,
+        train=True,
+        scan_look=cfg.scan_look,
+        sources=sources,
+        numbered=cfg.freeze == "early",  # cached rows traced to their photos (a teacher's vote)
     )
     val_set = CopiesDataset(data_dir, "val", input_size, mean, std, train=False, sources=val_sources)
     if len(train_set) == 0:
@@ -294,11 +303,22 @@ def _fit(data_dir, cfg, progress, photos, sources, judge_copies, run_dir: Path, 
         else:
             torch.set_num_threads(checkpoint.get("threads") or torch.get_num_threads())
         train_cache, val_cache = cached_features(early, train_loader, val_loader, cfg, device, run_dir, say)
+        if cfg.teacher:
+            train_cache.targets = teacher_targets(
+                cfg, early, input_size, train_cache, train_loader.dataset, device
+            )
+            say(
+                f"teacher {cfg.teacher}: {cfg.teacher_weight:.0%} of each copy's target is its vote",
+                0.0,
+                True,
+            )
         seed_everything(cfg.seed)  # the epochs draw the same whether the features were made now or found
         shuffle = torch.Generator().manual_seed(cfg.seed)
         train_loader = CachedBatches(train_cache, cfg.batch_size, shuffle)
         trained, judged, judged_loader = late, late, CachedBatches(val_cache, val_loader.batch_size)
     else:
+        if cfg.teacher:
+            raise TrainingError("a teacher's vote is learnt from cached features: set freeze: early")
         shuffle = train_loader.generator
         trained, judged, judged_loader = model, model, val_loader
     trainable = [p for p in trained.parameters() if p.requires_grad]
@@ -364,6 +384,16 @@ def _fit(data_dir, cfg, progress, photos, sources, judge_copies, run_dir: Path, 
         result.tta_temperature = fit_temperature(voted.logits, voted.labels)
         result.metrics["val_accuracy_tta"] = voted.accuracy
     return result
+
+
+def teacher_targets(cfg: TrainConfig, early, input_size: int, cache, dataset, device) -> np.ndarray:
+    """Each cached copy's target: the teacher's vote on its photo mixed with its label (see
+    :mod:`orient_model.model.distil`)."""
+    teacher = load_model(cfg.teacher)
+    late = teacher_late_stages(teacher, early, cfg.arch, input_size).to(device)
+    _, photo_of_copy = np.unique([photo_of(path) for path, _ in dataset.samples], return_inverse=True)
+    votes = vote_targets(late, cache, photo_of_copy, full_look_temperature(teacher), device)
+    return mixed_targets(cache.labels, votes, cfg.teacher_weight)
 
 
 def judge_on_photos(

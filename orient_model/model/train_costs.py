@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from orient_model.config import TrainConfig, TrainingSetConfig
-from orient_model.model.data import split_copies
+from orient_model.model.data import photo_of, split_copies
 
 TURNS = 4
 JUDGED_PASSES = 3 * TURNS  # three views, four turns each; the four orientations are re-indexed from them
@@ -229,7 +229,7 @@ def _capped_split(data_dir: Path, split: str, limit: int | None, seed: int) -> s
     """At most ``limit`` of a split's photos (a seeded random choice of copy-name prefixes)."""
     if limit is None:
         return None
-    names = sorted({path.name.split("_")[0] for path, _ in split_copies(data_dir, split)})
+    names = sorted({photo_of(path) for path, _ in split_copies(data_dir, split)})
     if len(names) <= limit:
         return None
     return set(random.Random(seed).sample(names, limit))
