@@ -23,6 +23,16 @@ def to_tensor(img: Image.Image, mean, std) -> torch.Tensor:
     return v2.functional.normalize(t, list(mean), list(std))
 
 
+def to_batch(images: list[Image.Image], mean, std) -> torch.Tensor:
+    """``N x 3 x H x W`` of same-size RGB images, as :func:`to_tensor` makes each, in two passes
+    over the batch (one image at a time costs five small operations each, a third of the CPU a
+    prediction's views cost besides the network)."""
+    pixels = torch.from_numpy(np.stack([np.asarray(img) for img in images])).permute(0, 3, 1, 2)
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std]).view(1, 3, 1, 1)
+    shift = torch.tensor([m / s for m, s in zip(mean, std, strict=True)]).view(1, 3, 1, 1)
+    return pixels.float().mul_(scale).sub_(shift).contiguous()
+
+
 def split_copies(data_dir: Path | str, split: str) -> list[tuple[Path, int]]:
     """A split's copies with their labels: ``DATA_DIR/<split>/<000|090|180|270>/*.jpg``."""
     root = Path(data_dir) / split

@@ -33,7 +33,7 @@ from scipy.ndimage import gaussian_filter
 
 from orient_model import orientation
 from orient_model.imageio import square_views
-from orient_model.model.data import to_tensor
+from orient_model.model.data import to_batch, to_tensor
 from orient_model.model.registry import LoadedModel
 
 PANEL = 256
@@ -127,11 +127,11 @@ class EvidenceRenderer:
         crops, places = [], []
         for i, photo in enumerate(photos):
             for j, view in enumerate(square_views(photo, side, self.views)):
-                crops.append(to_tensor(view, self.loaded.mean, self.loaded.std))
+                crops.append(view)
                 places.append((i, j))
         if not crops:
             return []
-        x = torch.stack(crops).to(self.device)
+        x = to_batch(crops, self.loaded.mean, self.loaded.std).to(self.device)
         n = len(crops)
         # A backward pass keeps every activation: a whole chunk's flagged photos at once (64 photos x
         # 3 views x 4 classes) took gigabytes, so at most ATTRIBUTION_BATCH inputs go through at a time.

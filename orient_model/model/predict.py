@@ -19,7 +19,7 @@ from PIL import Image
 
 from orient_model import orientation
 from orient_model.imageio import square_views
-from orient_model.model.data import to_tensor
+from orient_model.model.data import to_batch
 from orient_model.model.device import resolve_device
 from orient_model.model.engine import INT8, Engine, make_engine
 from orient_model.model.registry import LoadedModel
@@ -134,9 +134,6 @@ class Predictor:
         """The shorter side photos are decoded to (at least) before the model's views are cut."""
         return self.loaded.input_size
 
-    def tensor(self, img: Image.Image) -> torch.Tensor:
-        return to_tensor(img, self.loaded.mean, self.loaded.std)
-
     def log_probs(self, images: list[Image.Image], looking: Looking | None = None) -> np.ndarray:
         """``N x V x T x 4`` log-probabilities: photo, view along the long side, quarter turn
         (1 without voting), class; uncalibrated. (A glance first: every view.)"""
@@ -152,8 +149,10 @@ class Predictor:
         if not images:
             return np.zeros((0, len(which), 4 if tta else 1, 4), dtype=np.float32)
         size = self.loaded.input_size
-        crops = torch.stack(
-            [self.tensor(view) for img in images for view in square_views(img, size, n_views, which)]
+        crops = to_batch(
+            [view for img in images for view in square_views(img, size, n_views, which)],
+            self.loaded.mean,
+            self.loaded.std,
         )
         # On a CPU about 32 images a call run fastest (larger batches leave the caches); a GPU takes all.
         step = len(crops) if self.device.type == "cuda" else (8 if tta else 32)
