@@ -203,7 +203,7 @@ def models(models_dir, as_json) -> None:
     type=click.IntRange(min=1),
     default=1200,
     show_default=True,
-    help="judge at most this many photos, spread evenly (each costs 48 network passes with three views)",
+    help="judge at most this many photos, spread evenly (each costs 12 network passes with three views)",
 )
 @models_dir_option
 @user_errors

@@ -17,8 +17,8 @@ from orient_model.imageio import ImageReadError
 from orient_model.insight.figures import draw_reliability, draw_risk, new_figure, png
 from orient_model.insight.photos import LabelledPhoto
 from orient_model.model.calibration import risk_curve
-from orient_model.model.evaluate import one_orientation_each
-from orient_model.model.predict import Predictor, decision_threshold
+from orient_model.model.evaluate import in_all_orientations, one_orientation_each
+from orient_model.model.predict import Looking, Predictor, decision_threshold
 from orient_model.model.registry import LoadedModel
 
 RELIABILITY_BINS = 10
@@ -70,6 +70,19 @@ def shown_four_ways(upright) -> list:
     return [orientation.apply(upright, orientation.COUNTER_CLOCKWISE[r]) for r in orientation.ROTATIONS]
 
 
+def four_ways(predictor: Predictor, images: list, looking: Looking) -> np.ndarray:
+    """``N x 4 x 4`` calibrated probabilities of each photo shown needing 0, 90, 180 and 270
+    degrees: with the four turns, from the upright photo's passes re-indexed (a quarter of the
+    network's work, see :func:`orient_model.model.evaluate.in_all_orientations`); without them,
+    from the photo turned for real."""
+    if not looking.tta:
+        shown = [view for img in images for view in shown_four_ways(img)]
+        return predictor.calibrated(predictor.log_probs(shown, looking), looking).reshape(len(images), 4, 4)
+    upright = predictor.log_probs(images, looking)
+    four = np.stack([in_all_orientations(lp, img.size) for lp, img in zip(upright, images, strict=True)])
+    return predictor.calibrated(four.reshape(-1, *four.shape[2:]), looking).reshape(len(images), 4, 4)
+
+
 def judge(
     loaded: LoadedModel,
     photos: list[LabelledPhoto],
@@ -93,9 +106,7 @@ def judge(
             except (ImageReadError, OSError) as exc:
                 failed.append((photo.path, str(exc)))
         if images:
-            shown = [view for img in images for view in shown_four_ways(img)]
-            probs = predictor.calibrated(predictor.log_probs(shown, looking), looking)
-            parts.append(probs.reshape(len(images), 4, 4))
+            parts.append(four_ways(predictor, images, looking))
         if progress:
             progress(min(start + batch, len(photos)), len(photos))
     probs = np.concatenate(parts) if parts else np.zeros((0, 4, 4), np.float32)
