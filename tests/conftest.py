@@ -66,3 +66,22 @@ def tiny_model(prefect_server, scenes_dir, tmp_path_factory) -> Path:
     )
     cfg = TrainConfig(arch="tiny", epochs=6, batch_size=32, lr=3e-3, workers=0, device="cpu", views=1)
     return Path(train(str(work / "data"), str(work / "models"), cfg))
+
+
+@pytest.fixture(scope="session")
+def make_copies(tmp_path_factory):
+    """``make_copies(name, photos, seed)``: a training set of 64 px copies (one view each, a
+    quarter for validation, no calibration split) cut from generated scenes."""
+    from orient_model.config import TrainingSetConfig
+    from orient_model.synthetic import write_scenes
+    from orient_model.training_set import find_photos, process_source
+
+    def make(name: str, photos: int, seed: int) -> Path:
+        work = tmp_path_factory.mktemp(name)
+        write_scenes(work / "src", photos, seed=seed)
+        sets = TrainingSetConfig(copy_size=64, crops_per_photo=1, val_fraction=0.25, calibration_fraction=0)
+        for path in find_photos([work / "src"]):
+            process_source(path, work / "data", sets)
+        return work / "data"
+
+    return make

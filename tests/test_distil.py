@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from orient_model.config import TrainConfig, TrainingSetConfig
+from orient_model.config import TrainConfig
 from orient_model.model.distil import TeacherError, mixed_targets, vote_targets
 from orient_model.model.feature_cache import FeatureCache
 
@@ -78,16 +78,8 @@ def test_a_cache_without_copy_numbers_is_refused():
 
 
 @pytest.fixture(scope="module")
-def copies(tmp_path_factory) -> Path:
-    from orient_model.synthetic import write_scenes
-    from orient_model.training_set import find_photos, process_source
-
-    work = tmp_path_factory.mktemp("distil")
-    write_scenes(work / "src", 16, seed=5)
-    sets = TrainingSetConfig(copy_size=64, crops_per_photo=1, val_fraction=0.25, calibration_fraction=0)
-    for path in find_photos([work / "src"]):
-        process_source(path, work / "data", sets)
-    return work / "data"
+def copies(make_copies) -> Path:
+    return make_copies("distil", 16, seed=5)
 
 
 def saved(result, folder: Path) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from orient_model.config import TrainConfig, TrainingSetConfig
+from orient_model.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = TrainConfig(
@@ -44,16 +44,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def copies(tmp_path_factory) -> Path:
-    from orient_model.synthetic import write_scenes
-    from orient_model.training_set import find_photos, process_source
-
-    work = tmp_path_factory.mktemp("resume")
-    write_scenes(work / "src", 24, seed=3)
-    sets = TrainingSetConfig(copy_size=64, crops_per_photo=1, val_fraction=0.25, calibration_fraction=0)
-    for path in find_photos([work / "src"]):
-        process_source(path, work / "data", sets)
-    return work / "data"
+def copies(make_copies) -> Path:
+    return make_copies("resume", 24, seed=3)
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_model_an_unbroken_run_makes(copies, tmp_path):
