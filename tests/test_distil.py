@@ -110,8 +110,28 @@ def test_a_student_learns_from_a_teacher_with_its_early_stages_and_not_from_anot
         unweighted = fit(copies, cfg.model_copy(update={"teacher_weight": 0.0}))
         for name, tensor in unweighted.model.state_dict().items():
             assert torch.allclose(tensor, plain.model.state_dict()[name], atol=1e-5), name
-        # Another seed starts from other early stages: its later stages cannot read these features.
+        # Another seed starts from other early stages: its later stages cannot read these features,
+        # which is said before any copy is cached (a long wait on a full corpus).
+        said.clear()
         with pytest.raises(TeacherError, match="other early stages"):
-            fit(copies, cfg.model_copy(update={"seed": 1}))
+            fit(
+                copies,
+                cfg.model_copy(update={"seed": 1}),
+                lambda message, fraction, milestone: said.append(message),
+            )
+        assert not any("features" in m for m in said), said
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_training_key_names_the_teachers_weights_not_its_name(tmp_path):
+    from orient_model.model.registry import training_key
+
+    folder = tmp_path / "teacher"
+    folder.mkdir()
+    (folder / "model.pt").write_bytes(b"first weights")
+    cfg = CFG.model_copy(update={"teacher": str(folder)})
+    first = training_key("manifest", cfg)
+    (folder / "model.pt").write_bytes(b"second weights")  # a later model under the same name
+    assert training_key("manifest", cfg) != first
+    assert training_key("manifest", CFG) != first

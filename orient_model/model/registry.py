@@ -22,7 +22,7 @@ from torch import nn
 
 from orient_model.config import TrainConfig
 from orient_model.errors import ModelLoadError, OrientError
-from orient_model.files import atomic_write_bytes
+from orient_model.files import atomic_write_bytes, sha256_file
 from orient_model.model.architectures import ARCHS, NUM_CLASSES, build_model
 from orient_model.model.card import CARD_FILE, read_card, write_card
 
@@ -84,6 +84,8 @@ def learning_settings(settings: dict) -> dict:
 def training_key(manifest_sha256: str, cfg: TrainConfig) -> str:
     """Identity of a training run: same manifest and same learning settings -> same model."""
     settings = learning_settings(cfg.model_dump())
+    if settings.get("teacher"):  # its weights, not its name: a later "default" is another teacher
+        settings["teacher"] = sha256_file(resolve_model_path(settings["teacher"]))
     blob = json.dumps({"manifest": manifest_sha256, "config": settings}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -298,15 +298,15 @@ def _fit(data_dir, cfg, progress, photos, sources, judge_copies, run_dir: Path, 
         early, late = split_stages(model)
         for p in early.parameters():
             p.requires_grad_(False)
+        # a teacher whose early stages differ is refused now, not after the caching
+        teacher = load_teacher(cfg, early, input_size) if cfg.teacher else None
         if checkpoint is None:
             say(projected_run(early, late, train_loader, val_loader, photos, cfg, device), 0.0, True)
         else:
             torch.set_num_threads(checkpoint.get("threads") or torch.get_num_threads())
         train_cache, val_cache = cached_features(early, train_loader, val_loader, cfg, device, run_dir, say)
-        if cfg.teacher:
-            train_cache.targets = teacher_targets(
-                cfg, early, input_size, train_cache, train_loader.dataset, device
-            )
+        if teacher is not None:
+            train_cache.targets = teacher_targets(cfg, teacher, train_cache, train_loader.dataset, device)
             say(
                 f"teacher {cfg.teacher}: {cfg.teacher_weight:.0%} of each copy's target is its vote",
                 0.0,
@@ -386,13 +386,20 @@ def _fit(data_dir, cfg, progress, photos, sources, judge_copies, run_dir: Path, 
     return result
 
 
-def teacher_targets(cfg: TrainConfig, early, input_size: int, cache, dataset, device) -> np.ndarray:
+def load_teacher(cfg: TrainConfig, early, input_size: int):
+    """The teacher's temperature for the full look and its later stages, which must read features
+    of the same early stages as the student's (:func:`teacher_late_stages` says which tensor differs)."""
+    with torch.random.fork_rng(devices=[]):  # building it draws nothing from the run's generator
+        teacher = load_model(cfg.teacher)
+    return full_look_temperature(teacher), teacher_late_stages(teacher, early, cfg.arch, input_size)
+
+
+def teacher_targets(cfg: TrainConfig, teacher, cache, dataset, device) -> np.ndarray:
     """Each cached copy's target: the teacher's vote on its photo mixed with its label (see
     :mod:`orient_model.model.distil`)."""
-    teacher = load_model(cfg.teacher)
-    late = teacher_late_stages(teacher, early, cfg.arch, input_size).to(device)
+    temperature, late = teacher
     _, photo_of_copy = np.unique([photo_of(path) for path, _ in dataset.samples], return_inverse=True)
-    votes = vote_targets(late, cache, photo_of_copy, full_look_temperature(teacher), device)
+    votes = vote_targets(late.to(device), cache, photo_of_copy, temperature, device)
     return mixed_targets(cache.labels, votes, cfg.teacher_weight)
 
 
