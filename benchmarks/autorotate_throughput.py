@@ -10,6 +10,7 @@ over 1,000 and 10,000 small files (it must not grow with the archive), and the t
 over the unchanged archive (nothing re-predicted).
 
     .venv/bin/python benchmarks/autorotate_throughput.py [--scans 300] [--workdir /tmp/orient-bench]
+        [--model default] [--engines onnxruntime-int8] [--views 3 1] [--skip-rss]
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ CAP = AutorotateConfig().max_pixels
 VARIANTS = (  # engine, vote (four turns), glance first, views (None: the model's); the first is the defaults
     ("onnxruntime-int8", True, False, None),
     ("onnxruntime-int8", True, False, 2),
+    ("onnxruntime-int8", True, False, 1),
     ("onnxruntime", True, False, None),
     ("onnxruntime-int8", True, True, None),
     ("onnxruntime-int8", False, False, None),
@@ -154,6 +156,7 @@ def main() -> None:
     p.add_argument("--model", default="default")
     p.add_argument("--skip-rss", action="store_true")
     p.add_argument("--engines", nargs="*", default=None, help="only the variants with these engines")
+    p.add_argument("--views", nargs="*", type=int, default=None, help="only the variants with these views")
     args = p.parse_args()
     model = str(resolve_model_path(args.model))
     cfg = AutorotateConfig(model=model, threshold=None)
@@ -183,6 +186,8 @@ def main() -> None:
         )
         for engine, tta, glance, views in VARIANTS:
             if args.engines and engine not in args.engines:
+                continue
+            if args.views and (views or loaded.views) not in args.views:
                 continue
             rates = {}
             for evidence in ("gradcam", "off"):
