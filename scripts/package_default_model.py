@@ -1,6 +1,6 @@
 """Package a trained model version as the shipped default (float16 weights, under 30 MB).
 
-    python scripts/package_default_model.py MODELS_DIR [--version V]
+    python scripts/package_default_model.py MODELS_DIR [--version V] [--views N]
 
 The shipped weights are float16 (loaded as float32), so the card must describe those, not the
 float32 model that was trained: this script calibrates the shipped copy again on the training
@@ -39,6 +39,14 @@ def main() -> None:
     p.add_argument("models_dir", type=Path)
     p.add_argument("--version", default=None, help="default: the newest version folder")
     p.add_argument("--max-error", type=float, default=MAX_ERROR)
+    p.add_argument(
+        "--views",
+        type=int,
+        choices=(1, 2, 3),
+        default=None,
+        help="the square views it looks with by default, each at four turns (default: as trained); "
+        "every other way of looking is calibrated too",
+    )
     args = p.parse_args()
     folder = (
         args.models_dir / args.version
@@ -46,6 +54,8 @@ def main() -> None:
         else sorted(f for f in args.models_dir.iterdir() if (f / "card.json").is_file())[-1]
     )
     checkpoint = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+    if args.views:
+        checkpoint["views"] = args.views
     checkpoint["state_dict"] = {
         k: v.half() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()
     }
@@ -75,6 +85,7 @@ def main() -> None:
     int8 = add_int8(shipped, data_dir, photos, args.max_error)
     card.update(
         version=f"default-{card['version']}",
+        views=shipped.views,
         calibration=calibration,
         test=test,
         int8=int8,
