@@ -4,7 +4,8 @@
 
 For each set (natural scenes; people and old prints) and each model: every photo in all four
 orientations, seen in full as auto-rotate sees it by default (three views, four turns voted), with
-two views (``--views 2``: the ends of the long side, a third fewer passes), and glancing first
+two views (``--views 2``: the ends of the long side, a third fewer passes), with the centre view
+alone at four turns and in one pass (``--views 1``, ``--views 1 --no-tta``), and glancing first
 (``--glance``, when the model is calibrated for it), with each engine asked for (``--engines``: the
 float network and the 8-bit one, each with its own calibration); accuracy, and at the certified
 threshold for at most 1% error: coverage and wrong automatic decisions. Use it to report figures,
@@ -53,15 +54,16 @@ def main() -> None:
                 print(f"{loaded.version[:20]:<22}{engine:<18}skipped: {exc}")
                 continue
             calibration = predictor.loaded.calibration  # the calibration of what runs
-            # In full, as auto-rotate looks by default, with two views (--views 2), and glancing
-            # first (--glance) when calibrated for it.
+            # In full, as auto-rotate looks by default, with fewer views and passes, and glancing
+            # first (--glance) when calibrated for it; all cut from the same scores.
             wide = predictor.looking.wide
-            lookings = list(dict.fromkeys([predictor.looking, wide, Looking(2, True)]))
+            fewer = [Looking(v, True) for v in (3, 2, 1)] + [Looking(1, False)]
+            lookings = [k for k in dict.fromkeys([predictor.looking, wide, *fewer]) if k.key in calibration]
             for name, photos in sorted(sets.items()):
                 scores = score_photos(predictor, photos)
                 for looking in lookings:
                     m = certified_metrics(scores, looking, calibration, args.max_error)
-                    look = "glance" if looking.glance else f"{looking.views} views"
+                    look = "glance" if looking.glance else f"{looking.views}v x{4 if looking.tta else 1}"
                     out[f"{loaded.version}/{predictor.engine.name}/{name}/{looking.key}"] = m
                     print(
                         f"{loaded.version[:20]:<22}{predictor.engine.name:<18}{look:<9}{name:<9}{m['photos']:>7}"
