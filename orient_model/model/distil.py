@@ -14,6 +14,8 @@ same starting weights); its votes then cost a fraction of one epoch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -65,20 +67,22 @@ def vote_targets(
     temperature: float,
     device: torch.device,
     batch_size: int = 256,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """``N x 4`` probabilities, one row per cached copy: the teacher's vote over every cached
     copy of the same photo (``photo_of_copy``: a photo number per dataset copy), at
-    ``temperature`` (the teacher's own for its full look), turned to the copy's orientation."""
+    ``temperature`` (the teacher's own for its full look), turned to the copy's orientation.
+    ``progress(done, total)`` after each batch of copies."""
     if cache.copies is None:
         raise TeacherError(
             "the feature cache does not say which copy each row is: it was made by an older orient"
         )
-    log_probs = np.concatenate(
-        [
-            teacher_late(feats.to(device)).float().log_softmax(1).cpu().numpy()
-            for feats, _ in CachedBatches(cache, batch_size)
-        ]
-    )
+    parts = []
+    for feats, _ in CachedBatches(cache, batch_size):
+        parts.append(teacher_late(feats.to(device)).float().log_softmax(1).cpu().numpy())
+        if progress:
+            progress(sum(map(len, parts)), len(cache))
+    log_probs = np.concatenate(parts)
     labels, turns = cache.labels, np.arange(CLASSES)
     rows = np.arange(len(labels))[:, None]
     # Relative to the truth: column k is "needs k quarter turns more than it does".

@@ -306,7 +306,9 @@ def _fit(data_dir, cfg, progress, photos, sources, judge_copies, run_dir: Path, 
             torch.set_num_threads(checkpoint.get("threads") or torch.get_num_threads())
         train_cache, val_cache = cached_features(early, train_loader, val_loader, cfg, device, run_dir, say)
         if teacher is not None:
-            train_cache.targets = teacher_targets(cfg, teacher, train_cache, train_loader.dataset, device)
+            train_cache.targets = teacher_targets(
+                cfg, teacher, train_cache, train_loader.dataset, device, say
+            )
             say(
                 f"teacher {cfg.teacher}: {cfg.teacher_weight:.0%} of each copy's target is its vote",
                 0.0,
@@ -394,12 +396,18 @@ def load_teacher(cfg: TrainConfig, early, input_size: int):
     return full_look_temperature(teacher), teacher_late_stages(teacher, early, cfg.arch, input_size)
 
 
-def teacher_targets(cfg: TrainConfig, teacher, cache, dataset, device) -> np.ndarray:
+def teacher_targets(cfg: TrainConfig, teacher, cache, dataset, device, say: Progress) -> np.ndarray:
     """Each cached copy's target: the teacher's vote on its photo mixed with its label (see
     :mod:`orient_model.model.distil`)."""
     temperature, late = teacher
     _, photo_of_copy = np.unique([photo_of(path) for path, _ in dataset.samples], return_inverse=True)
-    votes = vote_targets(late.to(device), cache, photo_of_copy, temperature, device)
+    started = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        left = (time.perf_counter() - started) / done * (total - done)
+        say(f"the teacher's vote: {done}/{total} copies, about {duration(left)} left", 0.0, done == total)
+
+    votes = vote_targets(late.to(device), cache, photo_of_copy, temperature, device, progress=report)
     return mixed_targets(cache.labels, votes, cfg.teacher_weight)
 
 
