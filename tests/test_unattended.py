@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -211,15 +212,16 @@ def test_every_user_error_is_one_line(tmp_path, cli_env):
         (["undo", str(tmp_path / "missing.parquet")], "report not found"),
         (["undo", "20261129-000000-abcdef"], "neither a report file nor"),
     ]
-    for args, needle in cases:
-        result = orient(args, env)
+    with ThreadPoolExecutor(2) as pool:  # separate processes, mostly start-up: two at a time
+        results = list(pool.map(lambda case: orient(case[0], env), [*cases, (["--version"], "")]))
+    version = results.pop()
+    for (args, needle), result in zip(cases, results, strict=True):
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert result.returncode == 1 and len(errors) == 1 and needle in errors[0], (
             args,
             result.stderr[-1500:],
         )
         assert "Traceback" not in result.stderr
-    version = orient(["--version"], env)
     assert version.returncode == 0 and version.stdout.startswith("orient, version")
 
 
