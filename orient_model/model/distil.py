@@ -77,11 +77,12 @@ def vote_targets(
         raise TeacherError(
             "the feature cache does not say which copy each row is: it was made by an older orient"
         )
-    parts = []
+    parts, done = [], 0
     for feats, _ in CachedBatches(cache, batch_size):
         parts.append(teacher_late(feats.to(device)).float().log_softmax(1).cpu().numpy())
+        done += len(feats)
         if progress:
-            progress(sum(map(len, parts)), len(cache))
+            progress(done, len(cache))
     log_probs = np.concatenate(parts)
     labels, turns = cache.labels, np.arange(CLASSES)
     rows = np.arange(len(labels))[:, None]

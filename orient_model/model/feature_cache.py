@@ -209,6 +209,17 @@ def thread_probe(workers: int, device: torch.device) -> Iterator[ThreadProbe | N
         torch.set_num_threads(before)
 
 
+def copies_progress(say, doing: str) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` for a pass over the copies that tells ``say`` the time left."""
+    started = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        left = (time.perf_counter() - started) / done * (total - done)
+        say(f"{doing}: {done}/{total} copies, about {duration(left)} left", 0.0, done == total)
+
+    return report
+
+
 def cached_features(
     early: nn.Module, train_loader, val_loader, cfg: TrainConfig, device, run_dir: Path, say
 ) -> tuple[FeatureCache, FeatureCache]:
@@ -225,16 +236,7 @@ def cached_features(
         if cache is not None:
             say(f"{what} features: {len(cache)} copies already cached", 0.0, True)
         else:
-            started = time.perf_counter()
-
-            def report(done: int, total: int, what=what, started=started) -> None:
-                left = (time.perf_counter() - started) / done * (total - done)
-                say(
-                    f"caching {what} features: {done}/{total} copies, about {duration(left)} left",
-                    0.0,
-                    done == total,
-                )
-
+            report = copies_progress(say, f"caching {what} features")
             with thread_probe(loader.num_workers, torch.device(device)) as probe:
                 cache = write_cache(folder, identity, early, loader, passes, device, report, dtype, probe)
             if probe is not None:

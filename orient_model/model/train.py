@@ -44,7 +44,7 @@ from orient_model.model.device import resolve_device
 from orient_model.model.distil import full_look_temperature, mixed_targets, teacher_late_stages, vote_targets
 from orient_model.model.engine import TorchEngine
 from orient_model.model.evaluate import calibrate_and_test, lookings_for
-from orient_model.model.feature_cache import CachedBatches, cached_features
+from orient_model.model.feature_cache import CachedBatches, cached_features, copies_progress
 from orient_model.model.predict import Predictor, voted_logits
 from orient_model.model.promotion import quality_gate
 from orient_model.model.registry import LoadedModel, load_model
@@ -401,12 +401,7 @@ def teacher_targets(cfg: TrainConfig, teacher, cache, dataset, device, say: Prog
     :mod:`orient_model.model.distil`)."""
     temperature, late = teacher
     _, photo_of_copy = np.unique([photo_of(path) for path, _ in dataset.samples], return_inverse=True)
-    started = time.perf_counter()
-
-    def report(done: int, total: int) -> None:
-        left = (time.perf_counter() - started) / done * (total - done)
-        say(f"the teacher's vote: {done}/{total} copies, about {duration(left)} left", 0.0, done == total)
-
+    report = copies_progress(say, "the teacher's vote")
     votes = vote_targets(late.to(device), cache, photo_of_copy, temperature, device, progress=report)
     return mixed_targets(cache.labels, votes, cfg.teacher_weight)
 
