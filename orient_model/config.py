@@ -94,6 +94,12 @@ class TrainConfig(_Section):
     cache_passes: int = Field(
         4, ge=1, description="augmented passes over the copies to cache (with freeze: early)"
     )
+    frozen_stages: int = Field(
+        4,
+        ge=1,
+        le=6,
+        description="EfficientNet stages kept as pretrained (with freeze: early): 4 ends at stride 16",
+    )
     max_train_photos: int | None = Field(
         None,
         ge=1,

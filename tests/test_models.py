@@ -17,6 +17,7 @@ from orient_model.model.architectures import (
     load_state_dict_file,
     map_state_dict_by_position,
     package_weights_file,
+    split_stages,
 )
 
 
@@ -73,3 +74,16 @@ def test_missing_and_wrong_weights_fail_clearly(tmp_path):
         build_model("efficientnet_lite0", weights=str(bad))
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model("resnet9000")
+
+
+@pytest.mark.parametrize("stages", [3, 4])
+def test_split_stages_halves_compose_to_the_whole_network(stages):
+    """``frozen_stages`` moves where the cached features are cut, not what the network computes."""
+    torch.manual_seed(0)
+    model = build_model("efficientnet_lite0").eval()
+    early, late = split_stages(model, stages)
+    x = torch.rand(2, 3, 224, 224)
+    with torch.inference_mode():
+        features = early(x)
+        assert torch.allclose(late(features), model(x), atol=1e-5)
+    assert features.shape[-1] == {3: 28, 4: 14}[stages]  # stage 4 ends at stride 16, stage 3 at 8

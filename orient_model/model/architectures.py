@@ -192,12 +192,13 @@ class _LateStages(nn.Module):
 EARLY_STAGES = 4  # EfficientNet stages kept as pretrained: up to stride 16 (80 channels in lite0)
 
 
-def split_stages(model: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """(early, late) halves of a model, sharing its modules: ``late(early(x)) == model(x)``."""
+def split_stages(model: nn.Module, stages: int = EARLY_STAGES) -> tuple[nn.Module, nn.Module]:
+    """(early, late) halves of a model, sharing its modules: ``late(early(x)) == model(x)``;
+    ``early`` holds the stem and the first ``stages`` EfficientNet stages (the tiny net splits once)."""
     if isinstance(model, TinyOrientNet):
         return model.features[:3], nn.Sequential(model.features[3:], model.classifier)
-    early = nn.Sequential(model.conv_stem, model.bn1, *model.blocks[:EARLY_STAGES])
-    return early, _LateStages(model, EARLY_STAGES)
+    early = nn.Sequential(model.conv_stem, model.bn1, *model.blocks[:stages])
+    return early, _LateStages(model, stages)
 
 
 def imagenet_classifier(weights: str = "package") -> nn.Module:

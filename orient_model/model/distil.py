@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from orient_model.errors import OrientError
-from orient_model.model.architectures import split_stages
+from orient_model.model.architectures import EARLY_STAGES, split_stages
 from orient_model.model.data import HFLIP_LABEL
 from orient_model.model.feature_cache import CachedBatches, FeatureCache
 from orient_model.model.predict import Looking
@@ -37,7 +37,9 @@ class TeacherError(OrientError):
     """A teacher whose later stages cannot read the cached features."""
 
 
-def teacher_late_stages(teacher: LoadedModel, early: nn.Module, arch: str, input_size: int) -> nn.Module:
+def teacher_late_stages(
+    teacher: LoadedModel, early: nn.Module, arch: str, input_size: int, stages: int = EARLY_STAGES
+) -> nn.Module:
     """The teacher's later stages, once its early stages are shown to be ``early`` (the
     student's frozen ones, up to the float16 rounding of a shipped model)."""
     if teacher.arch != arch or teacher.input_size != input_size:
@@ -45,7 +47,7 @@ def teacher_late_stages(teacher: LoadedModel, early: nn.Module, arch: str, input
             f"the teacher {teacher.version} is {teacher.arch} at {teacher.input_size} px; the network "
             f"trained is {arch} at {input_size} px: distillation reads the same cached features, so both must match"
         )
-    teacher_early, teacher_late = split_stages(teacher.model)
+    teacher_early, teacher_late = split_stages(teacher.model, stages)
     for (name, mine), theirs in zip(
         early.state_dict().items(), teacher_early.state_dict().values(), strict=True
     ):

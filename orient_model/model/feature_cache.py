@@ -150,7 +150,10 @@ def cache_identity(cfg: TrainConfig, dataset: CopiesDataset, passes: int) -> dic
         "passes": passes,
         "numbered": getattr(dataset, "numbered", False),
         "weights": str(weights),
-        **{k: getattr(cfg, k) for k in ("arch", "input_size", "seed", "scan_look", "workers", "batch_size")},
+        **{
+            k: getattr(cfg, k)
+            for k in ("arch", "input_size", "frozen_stages", "seed", "scan_look", "workers", "batch_size")
+        },
     }
 
 

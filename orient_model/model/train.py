@@ -295,7 +295,7 @@ def _fit(data_dir, cfg, progress, photos, sources, judge_copies, run_dir: Path, 
         say("nothing to resume: no checkpoint of this run yet, starting from the first epoch", 0.0, True)
     start = time.perf_counter()
     if cfg.freeze == "early":
-        early, late = split_stages(model)
+        early, late = split_stages(model, cfg.frozen_stages)
         for p in early.parameters():
             p.requires_grad_(False)
         # a teacher whose early stages differ is refused now, not after the caching
@@ -393,7 +393,9 @@ def load_teacher(cfg: TrainConfig, early, input_size: int):
     of the same early stages as the student's (:func:`teacher_late_stages` says which tensor differs)."""
     with torch.random.fork_rng(devices=[]):  # building it draws nothing from the run's generator
         teacher = load_model(cfg.teacher)
-    return full_look_temperature(teacher), teacher_late_stages(teacher, early, cfg.arch, input_size)
+    return full_look_temperature(teacher), teacher_late_stages(
+        teacher, early, cfg.arch, input_size, cfg.frozen_stages
+    )
 
 
 def teacher_targets(cfg: TrainConfig, teacher, cache, dataset, device, say: Progress) -> np.ndarray:
