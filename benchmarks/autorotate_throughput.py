@@ -174,9 +174,13 @@ def main() -> None:
     )
     print(f"naive (full decode, PyTorch, one photo at a time): {rate_naive:.2f} photos/s")
 
+    from prefect.settings import temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=None):
+    from flows.server import temporary_server_settings
+
+    # the flow as `orient autorotate` runs it with its own temporary server
+    with prefect_test_harness(server_startup_timeout=None), temporary_settings(temporary_server_settings()):
         warm = args.workdir / "warm"
         write_scenes(warm, 4, seed=1)
         print(

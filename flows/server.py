@@ -126,6 +126,16 @@ class TemporaryServer:
                 self.process.wait()
 
 
+def temporary_server_settings() -> dict:
+    """Prefect settings for flows whose server lives only as long as the process (a command's,
+    the test harness): no heartbeats. They let a lasting server mark crashed runs; here the
+    server dies with the runs, and each flow run's end waits up to a second for the heartbeat
+    thread to wake and stop."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    return {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+
+
 @contextlib.contextmanager
 def prefect_api() -> Iterator[TemporaryServer | None]:
     """The API for this command. With ``PREFECT_API_URL`` set, that server (it must answer), and
@@ -144,7 +154,7 @@ def prefect_api() -> Iterator[TemporaryServer | None]:
         return
     server = TemporaryServer()
     try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url, **temporary_server_settings()}):
             try:
                 yield server
             finally:

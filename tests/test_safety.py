@@ -455,3 +455,16 @@ def test_the_commands_temporary_server_cannot_outlive_it(tmp_path):
         __import__("time").sleep(0.1)
     os.kill(child, signal.SIGKILL)
     raise AssertionError("the child outlived its killed parent")
+
+
+def test_flows_on_a_temporary_server_send_no_heartbeats():
+    """Prefect's flow engine joins its heartbeat thread (up to a second) at the end of every flow
+    run; a server that dies with the command never uses them."""
+    from prefect.flow_engine import FlowRunEngine
+    from prefect.settings import temporary_settings
+
+    from flows.server import temporary_server_settings
+
+    with temporary_settings(temporary_server_settings()):
+        assert FlowRunEngine(flow=lambda: None).heartbeat_seconds is None
+    assert FlowRunEngine(flow=lambda: None).heartbeat_seconds is not None  # a lasting server's default
