@@ -461,9 +461,11 @@ def test_flows_on_a_temporary_server_send_no_heartbeats():
     """Prefect's flow engine joins its heartbeat thread (up to a second) at the end of every flow
     run; a server that dies with the command never uses them."""
     from prefect.flow_engine import FlowRunEngine
-    from prefect.settings import temporary_settings
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.server import temporary_server_settings
 
-    with temporary_settings(temporary_server_settings()):
-        assert FlowRunEngine(flow=lambda: None).heartbeat_seconds is None
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 180}):  # a lasting server's default
+        assert FlowRunEngine(flow=lambda: None).heartbeat_seconds == 180
+        with temporary_settings(temporary_server_settings()):
+            assert FlowRunEngine(flow=lambda: None).heartbeat_seconds is None
