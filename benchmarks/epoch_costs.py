@@ -46,7 +46,7 @@ def measure(data: Path, cfg: TrainConfig, copies: int) -> tuple[CopyCosts, CopyC
     size = cfg.input_size or spec.input_size
     dataset = CopiesDataset(data, "train", size, spec.mean, spec.std, train=True, scan_look=cfg.scan_look)
     model = build_model(cfg.arch, weights=cfg.weights).to(memory_format=torch.channels_last).eval()
-    early, late = split_stages(model)
+    early, late = split_stages(model, cfg.frozen_stages)
     n, cpu = min(copies, len(dataset)), torch.device("cpu")
     threads = torch.get_num_threads()
     own = probe_costs(early, late, dataset, cpu, n)
@@ -87,7 +87,7 @@ def loading(data: Path, cfg: TrainConfig, copies: int) -> str:
     size = cfg.input_size or spec.input_size
     dataset = CopiesDataset(data, "train", size, spec.mean, spec.std, train=True, scan_look=cfg.scan_look)
     dataset.samples = dataset.samples[:copies]
-    early, _ = split_stages(build_model(cfg.arch, weights=cfg.weights))
+    early, _ = split_stages(build_model(cfg.arch, weights=cfg.weights), cfg.frozen_stages)
     threads, rates = torch.get_num_threads(), []
     for workers, torch_threads in ((0, 2), (1, 1), (1, 2), (2, 1), (2, 2)):
         torch.set_num_threads(torch_threads)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from orient_model.errors import OrientError
-from orient_model.model.architectures import EARLY_STAGES, split_stages
+from orient_model.model.architectures import split_stages
 from orient_model.model.data import HFLIP_LABEL
 from orient_model.model.feature_cache import CachedBatches, FeatureCache
 from orient_model.model.predict import Looking
@@ -38,7 +38,7 @@ class TeacherError(OrientError):
 
 
 def teacher_late_stages(
-    teacher: LoadedModel, early: nn.Module, arch: str, input_size: int, stages: int = EARLY_STAGES
+    teacher: LoadedModel, early: nn.Module, arch: str, input_size: int, stages: int
 ) -> nn.Module:
     """The teacher's later stages, once its early stages are shown to be ``early`` (the
     student's frozen ones, up to the float16 rounding of a shipped model)."""
