@@ -21,9 +21,12 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 @pytest.fixture(scope="session")
 def prefect_server():
     """The Prefect test harness, started once, only for tests that run flows."""
+    from prefect.settings import temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
+    from flows.server import temporary_server_settings
+
+    with prefect_test_harness(server_startup_timeout=90), temporary_settings(temporary_server_settings()):
         yield
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from orient_model.archive.changes import Archive, ReadOnlyFile, archive_lock
 from orient_model.archive.journal import UnknownRun
-from orient_model.archive.lock import ArchiveLocked
+from orient_model.archive.lock import ArchiveLocked, now_utc
 from orient_model.archive.paths import STATE_DIRNAME, ChangedSinceRead, OutsideArchive
 from orient_model.files import TMP_PREFIX, atomic_write_bytes, sha256_bytes, sha256_file
 
@@ -68,6 +68,20 @@ def test_apply_rotates_backs_up_and_undo_restores_identical_bytes(archive: Archi
     assert [o.status for o in outcomes] == ["restored"]
     assert sha256_file(path) == sha and path.read_bytes() == original
     assert archive.entries("run-a")[0].state == "undone"
+
+
+def test_a_decision_applied_and_undone_within_one_second_reads_as_undone_after(archive: Archive) -> None:
+    """The order of journal times is what tells apply-review not to redo an undone turn."""
+    path = archive.root / "1961" / "wedding.jpg"
+    sha = photo(path)
+    archive.journal.add_reviews("ana", [(sha, "1961/wedding.jpg", 90, None, None, None)])
+    archive.apply("1961/wedding.jpg", 90, "lossless", "run-a", sha)
+    archive.undo("run-a")
+    decided = archive.journal.reviews()[sha].decided_at
+    [undone] = archive.entries("run-a")
+    assert undone.state == "undone" and undone.updated_at > decided
+    times = [now_utc() for _ in range(2000)]
+    assert times == sorted(set(times))  # strictly increasing, however fast the calls
 
 
 def test_rerun_never_rotates_twice(archive: Archive) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -25,8 +26,23 @@ class ArchiveLocked(OrientError):
     """Another run holds the archive; the message names it."""
 
 
+_last_now = datetime.min.replace(tzinfo=timezone.utc)
+_now_lock = threading.Lock()
+
+
 def now_utc() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    """The time to journal, to the microsecond and strictly increasing within a process.
+
+    Journal times order events: a decision and the undo of the turn it caused can fall in one
+    second, and the later must compare as later (``review.apply`` redoes a turn only when
+    the decision is newer than its undo). Times written at whole seconds by older versions
+    (``...:14+00:00``) still sort before those of the same second written now
+    (``...:14.000001+00:00``)."""
+    global _last_now
+    with _now_lock:
+        now = max(datetime.now(timezone.utc), _last_now + timedelta(microseconds=1))
+        _last_now = now
+    return now.isoformat(timespec="microseconds")
 
 
 @contextmanager
