@@ -53,7 +53,7 @@ def validation_epoch(data: Path, cfg: TrainConfig, device: torch.device) -> None
     spec = ARCHS[cfg.arch]
     _, val = load_data(data, cfg, cfg.input_size or spec.input_size, spec.mean, spec.std)
     model = build_model(cfg.arch, weights=cfg.weights).to(device).to(memory_format=torch.channels_last)
-    early, late = split_stages(model)
+    early, late = split_stages(model, cfg.frozen_stages)
     loss = torch.nn.CrossEntropyLoss()
     start = time.perf_counter()
     whole = evaluate(model, val, loss, device)
