@@ -85,7 +85,7 @@ def test_float16_cached_features_predict_as_the_uncached_network(copies, tmp_pat
     spec = ARCHS["tiny"]
     model = build_model("tiny").eval()
     _, val_loader = load_data(copies, CFG, spec.input_size, spec.mean, spec.std)
-    early, late = split_stages(model)
+    early, late = split_stages(model, CFG.frozen_stages)
     cache = write_cache(tmp_path / "features", {"test": 1}, early, val_loader, 1, torch.device("cpu"))
     with torch.inference_mode():
         whole = torch.cat([model(images).softmax(1) for images, _ in val_loader])

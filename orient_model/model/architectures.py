@@ -189,12 +189,10 @@ class _LateStages(nn.Module):
         return self.classifier(x)
 
 
-EARLY_STAGES = 4  # EfficientNet stages kept as pretrained: up to stride 16 (80 channels in lite0)
-
-
-def split_stages(model: nn.Module, stages: int = EARLY_STAGES) -> tuple[nn.Module, nn.Module]:
+def split_stages(model: nn.Module, stages: int) -> tuple[nn.Module, nn.Module]:
     """(early, late) halves of a model, sharing its modules: ``late(early(x)) == model(x)``;
-    ``early`` holds the stem and the first ``stages`` EfficientNet stages (the tiny net splits once)."""
+    ``early`` holds the stem and the first ``stages`` EfficientNet stages (the config's
+    ``frozen_stages``; the tiny net splits once whatever the count)."""
     if isinstance(model, TinyOrientNet):
         return model.features[:3], nn.Sequential(model.features[3:], model.classifier)
     early = nn.Sequential(model.conv_stem, model.bn1, *model.blocks[:stages])
